@@ -1,0 +1,39 @@
+// Caps on what ptpack accepts from a file, all in one place.
+//
+// Every length read from a file is checked against the bytes that remain *and* against one of
+// these caps before anything is allocated, so hostile input cannot make ptpack allocate without
+// bound, loop forever or recurse off the stack. Exceeding a cap is ErrorCode::kLimitExceeded
+// with the constant's name in the message. The values are far above anything PyTorch writes.
+#pragma once
+
+#include <cstdint>
+
+namespace ptpack::limits {
+
+// ZIP
+inline constexpr uint64_t kMaxZipEntries = 1'000'000;
+inline constexpr uint64_t kMaxZipNameLength = 4096;
+inline constexpr uint64_t kMaxInflatedRecordBytes = uint64_t{4} << 30;  // one inflated record
+inline constexpr uint64_t kMaxCompressionRatio = 1100;                  // deflate's own max ~1032
+
+// Pickle
+inline constexpr uint64_t kMaxPickleBytes = uint64_t{2} << 30;
+inline constexpr uint64_t kMaxPickleValues = 50'000'000;   // nodes in one value tree
+inline constexpr uint64_t kMaxPickleStack = 10'000'000;    // items on the stack at once
+inline constexpr uint64_t kMaxPickleMarks = 100'000;       // open MARKs at once (nesting)
+inline constexpr uint64_t kMaxMemoIndex = 100'000'000;     // memo keys above this are refused
+
+// Walking value trees (they are DAGs through the memo and may even hold cycles)
+inline constexpr int kMaxNestingDepth = 512;
+inline constexpr uint64_t kMaxWalkSteps = 20'000'000;  // nodes visited by one walk
+inline constexpr uint64_t kMaxTensors = 5'000'000;     // tensors listed for one artifact
+
+// Tensors
+inline constexpr int kMaxTensorRank = 64;
+
+// safetensors (the reference implementation's header cap)
+inline constexpr uint64_t kMaxSafetensorsHeaderBytes = 100'000'000;
+inline constexpr uint64_t kMaxShards = 100'000;
+inline constexpr uint64_t kMaxIndexFileBytes = 256ull << 20;
+
+}  // namespace ptpack::limits

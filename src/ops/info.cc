@@ -1,0 +1,127 @@
+// `ptpack info`: format, version, counts, bytes, metadata and the non-tensor values.
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "artifact/object_walk.h"
+#include "ops/text_util.h"
+#include "ptpack/inspect.h"
+
+namespace ptpack {
+namespace {
+
+struct Summary {
+  uint64_t tensor_bytes = 0;
+  uint64_t parameters = 0;
+  std::map<std::string, uint64_t> dtypes;
+};
+
+Summary summarize(const Artifact& a) {
+  Summary s;
+  for (const auto& t : a.tensors) {
+    s.tensor_bytes += t.nbytes();
+    s.parameters += t.is_parameter ? 1 : 0;
+    ++s.dtypes[std::string(dtype_name(t.dtype))];
+  }
+  return s;
+}
+
+std::string value_type(const pickle::Value* v) {
+  using pickle::Kind;
+  switch (v->kind) {
+    case Kind::kNone: return "none";
+    case Kind::kBool: return "bool";
+    case Kind::kInt: case Kind::kBigInt: return "int";
+    case Kind::kFloat: return "float";
+    case Kind::kString: return "str";
+    case Kind::kBytes: case Kind::kByteArray: return "bytes";
+    case Kind::kTuple: return "tuple";
+    case Kind::kList: return "list";
+    case Kind::kDict: return "dict";
+    case Kind::kSet: case Kind::kFrozenSet: return "set";
+    case Kind::kGlobal: return "global";
+    default: return "object";
+  }
+}
+
+struct LabeledValue {
+  std::string path;
+  const pickle::Value* value;
+};
+
+std::vector<LabeledValue> all_values(const Artifact& a, size_t max) {
+  std::vector<LabeledValue> out;
+  for (const auto& doc : a.pickles) {
+    if (out.size() >= max) break;
+    for (auto& leaf : collect_values(doc.pickle.root(), max - out.size())) {
+      out.push_back({doc.label.empty() ? leaf.path : doc.label + ":" + leaf.path, leaf.value});
+    }
+  }
+  return out;
+}
+
+std::string byte_order_text(ByteOrder o) { return o == ByteOrder::kBig ? "big-endian" : "little-endian"; }
+
+}  // namespace
+
+std::string info_text(const Artifact& a, const InfoOptions& options) {
+  const Summary s = summarize(a);
+  std::string out;
+  auto line = [&](const std::string& k, const std::string& v) { out += ops::pad(k + ":", 11) + v + "\n"; };
+  line("file", a.path);
+  line("format", std::string(format_name(a.format)) +
+                     (a.format_version.empty() || a.format_version == "-" ? "" : " (version " + a.format_version + ")") +
+                     ", " + byte_order_text(a.byte_order));
+  line("size", ops::human_bytes(a.sources.empty() ? 0 : a.sources[0]->size()));
+  line("entries", std::to_string(a.entries.size()));
+  line("pickles", std::to_string(a.pickles.size()));
+  line("storages", std::to_string(a.storages.size()) + " (" + ops::human_bytes(a.storage_bytes()) + ")");
+  std::string dtypes;
+  for (const auto& [name, count] : s.dtypes) dtypes += (dtypes.empty() ? "" : ", ") + name + " x" + std::to_string(count);
+  line("tensors", std::to_string(a.tensors.size()) + " (" + ops::human_bytes(s.tensor_bytes) + " of elements" +
+                      (s.parameters ? ", " + std::to_string(s.parameters) + " parameters" : "") + ")");
+  if (!dtypes.empty()) line("dtypes", dtypes);
+  if (!a.metadata.empty()) {
+    out += "metadata:\n";
+    for (const auto& [k, v] : a.metadata) out += "  " + k + ": " + v + "\n";
+  }
+  const auto values = all_values(a, options.max_values + 1);
+  if (!values.empty()) {
+    out += "values:\n";
+    for (size_t i = 0; i < values.size() && i < options.max_values; ++i) {
+      out += "  " + values[i].path + " = " + pickle::repr(values[i].value, 160) + "\n";
+    }
+    if (values.size() > options.max_values) out += "  ... (more in --json)\n";
+  }
+  if (!a.notes.empty()) {
+    out += "notes:\n";
+    for (const auto& n : a.notes) out += "  " + n + "\n";
+  }
+  return out;
+}
+
+std::string info_json(const Artifact& a) {
+  using nlohmann::ordered_json;
+  const Summary s = summarize(a);
+  ordered_json j;
+  j["file"] = a.path;
+  j["format"] = format_name(a.format);
+  j["format_version"] = a.format_version;
+  j["byte_order"] = a.byte_order == ByteOrder::kBig ? "big" : "little";
+  j["file_bytes"] = a.sources.empty() ? 0 : a.sources[0]->size();
+  j["counts"] = {{"entries", a.entries.size()}, {"pickles", a.pickles.size()},
+                 {"storages", a.storages.size()}, {"tensors", a.tensors.size()},
+                 {"parameters", s.parameters}};
+  j["storage_bytes"] = a.storage_bytes();
+  j["tensor_bytes"] = s.tensor_bytes;
+  j["dtypes"] = s.dtypes;
+  j["metadata"] = ordered_json::array();
+  for (const auto& [k, v] : a.metadata) j["metadata"].push_back({{"key", k}, {"value", v}});
+  j["values"] = ordered_json::array();
+  for (const auto& v : all_values(a, 10000)) {
+    j["values"].push_back({{"path", v.path}, {"type", value_type(v.value)}, {"repr", pickle::repr(v.value, 1000)}});
+  }
+  j["notes"] = a.notes;
+  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+}  // namespace ptpack

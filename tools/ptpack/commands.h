@@ -1,0 +1,20 @@
+// The CLI's subcommands, one file each. Each add_*_command registers its options on `app` and a
+// callback that does the work through the public API and sets `exit_code` (0 ok, 1 a finding).
+// Errors are thrown as ptpack::Error and mapped to exit 2 in main.cc.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+
+namespace ptpack::cli {
+
+void add_info_command(CLI::App& app, int& exit_code);
+void add_ls_command(CLI::App& app, int& exit_code);
+void add_tensors_command(CLI::App& app, int& exit_code);
+void add_dis_command(CLI::App& app, int& exit_code);
+void add_verify_command(CLI::App& app, int& exit_code);
+
+// Writes text to stdout in full.
+void print(const std::string& text);
+
+}  // namespace ptpack::cli
