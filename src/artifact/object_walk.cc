@@ -161,7 +161,7 @@ class Walker {
     for (const auto& [k, val] : state->entries) {
       const std::string name = key_text(k);
       if (is_transparent_attribute(name)) {
-        walk(val, path, depth + 1, leaves);
+        if (val->kind != Kind::kNone) walk(val, path, depth + 1, leaves);
       } else {
         const bool internal = name.empty() || name[0] == '_' || name == "training";
         walk(val, join_path(path, name), depth + 1, leaves && !internal);

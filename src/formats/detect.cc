@@ -37,10 +37,7 @@ Container sniff(const ByteSource& src) {
       if (std::memcmp(head + i, kMagic, sizeof kMagic) == 0) return Container::kLegacy;
     }
   }
-  if (n >= 9 && head[8] == '{') {
-    const uint64_t header = load_u64_le(head);
-    if (header >= 2 && header <= size - 8) return Container::kSafetensors;
-  }
+  if (n >= 9 && head[8] == '{' && load_u64_le(head) >= 2) return Container::kSafetensors;
   uint64_t i = 0;
   while (i < n && (head[i] == ' ' || head[i] == '\n' || head[i] == '\r' || head[i] == '\t')) ++i;
   if (i < n && head[i] == '{') return Container::kJson;

@@ -21,7 +21,7 @@
 namespace ptpack::formats {
 namespace {
 
-using json = nlohmann::json;
+using json = nlohmann::ordered_json;  // keeps header order (the user's tensor order)
 
 [[noreturn]] void fail(const std::string& rule, const std::string& detail, const std::string& entry = "",
                        std::optional<uint64_t> offset = std::nullopt) {
