@@ -28,6 +28,7 @@ struct LsOptions {
   std::vector<std::string> exclude;
   bool long_format = false;  // sizes and kinds beside names
 };
+// The same text as str(PackageImporter(path).file_structure(include, exclude)) for packages.
 std::string ls_tree(const Artifact& artifact, const LsOptions& options);
 
 // --- tensors --------------------------------------------------------------------------------

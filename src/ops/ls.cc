@@ -47,20 +47,26 @@ bool segments_match(const std::vector<std::string>& pat, size_t i, const std::ve
 
 struct Node {
   std::map<std::string, std::unique_ptr<Node>> children;
-  const Entry* entry = nullptr;
+  const Entry* entry = nullptr;  // set for files
 };
 
-void render(const Node& node, const std::string& indent, bool long_format, std::string& out) {
-  size_t i = 0;
-  for (const auto& [name, child] : node.children) {
-    const bool last = ++i == node.children.size();
-    out += indent + (last ? "└── " : "├── ") + name;
-    if (long_format && child->entry) {
-      out += "  (" + std::string(entry_kind_name(child->entry->kind)) + ", " + ops::human_bytes(child->entry->size) +
-             (child->entry->compressed ? ", deflated" : "") + ")";
+// Exactly torch.package's Directory._stringify_tree: directories first, then files, each sorted.
+void render(const Node& node, const std::string& preamble, bool long_format, std::string& out) {
+  std::vector<const std::pair<const std::string, std::unique_ptr<Node>>*> dirs, files;
+  for (const auto& child : node.children) (child.second->entry ? files : dirs).push_back(&child);
+  for (size_t i = 0; i < dirs.size(); ++i) {
+    const bool last = i + 1 == dirs.size() && files.empty();
+    out += preamble + (last ? "└── " : "├── ") + dirs[i]->first + "\n";
+    render(*dirs[i]->second, preamble + (last ? "    " : "│   "), long_format, out);
+  }
+  for (size_t i = 0; i < files.size(); ++i) {
+    const Entry* e = files[i]->second->entry;
+    out += preamble + (i + 1 == files.size() ? "└── " : "├── ") + files[i]->first;
+    if (long_format) {
+      out += "  (" + std::string(entry_kind_name(e->kind)) + ", " + ops::human_bytes(e->size) +
+             (e->compressed ? ", deflated" : "") + ")";
     }
     out += "\n";
-    render(*child, indent + (last ? "    " : "│   "), long_format, out);
   }
 }
 
@@ -88,8 +94,7 @@ std::string ls_tree(const Artifact& a, const LsOptions& options) {
     }
     node->entry = &e;
   }
-  std::string title = a.root.empty() ? a.path : a.root.substr(0, a.root.size() - 1);
-  std::string out = "─── " + title + "\n";
+  std::string out = "─── " + a.path + "\n";
   render(root, "    ", options.long_format, out);
   return out;
 }
