@@ -110,7 +110,8 @@ struct Artifact {
 // Throws Error naming the file, entry, offset and rule on bad input.
 Artifact open_artifact(const std::string& path);
 
-// The format a file holds, from its first bytes (and, for zips, its entry names).
-Format detect_format(const std::string& path);
+// The same from any byte source (memory buffers in tests and fuzzers). A sharded safetensors
+// index opens its shards relative to `source->name()`.
+Artifact read_artifact(SourcePtr source);
 
 }  // namespace ptpack

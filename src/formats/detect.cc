@@ -141,19 +141,26 @@ void read_bare_pickle(Artifact& artifact) {
 
 }  // namespace formats
 
-Format detect_format(const std::string& path) { return open_artifact(path).format; }
+Artifact read_artifact(SourcePtr source) {
+  Artifact artifact;
+  artifact.path = source->name();
+  try {
+    artifact.sources.push_back(std::move(source));
+    fill(artifact);
+  } catch (Error& e) {
+    e.add_file(artifact.path);
+    throw;
+  }
+  return artifact;
+}
 
 Artifact open_artifact(const std::string& path) {
-  Artifact artifact;
-  artifact.path = path;
   try {
-    artifact.sources.push_back(open_file_source(path));
-    fill(artifact);
+    return read_artifact(open_file_source(path));
   } catch (Error& e) {
     e.add_file(path);
     throw;
   }
-  return artifact;
 }
 
 }  // namespace ptpack

@@ -53,6 +53,16 @@ std::vector<LabeledValue> all_values(const Artifact& a, size_t max) {
   for (const auto& doc : a.pickles) {
     if (out.size() >= max) break;
     for (auto& leaf : collect_values(doc.pickle.root(), max - out.size())) {
+      if (leaf.path.empty()) {
+        // The pickle's root itself is a plain value: skip an empty container (TorchScript's
+        // constants.pkl is often `()`), otherwise call it "(root)".
+        const auto k = leaf.value->kind;
+        const bool empty_container = (k == pickle::Kind::kTuple || k == pickle::Kind::kList ||
+                                      k == pickle::Kind::kDict) && leaf.value->items.empty() &&
+                                     leaf.value->entries.empty();
+        if (empty_container) continue;
+        leaf.path = "(root)";
+      }
       out.push_back({doc.label.empty() ? leaf.path : doc.label + ":" + leaf.path, leaf.value});
     }
   }
