@@ -16,9 +16,10 @@ inline constexpr uint64_t kMaxZipNameLength = 4096;
 inline constexpr uint64_t kMaxInflatedRecordBytes = uint64_t{4} << 30;  // one inflated record
 inline constexpr uint64_t kMaxCompressionRatio = 1100;                  // deflate's own max ~1032
 
-// Pickle
-inline constexpr uint64_t kMaxPickleBytes = uint64_t{2} << 30;
-inline constexpr uint64_t kMaxPickleValues = 50'000'000;   // nodes in one value tree
+// Pickle. A value node costs ~200 bytes, so kMaxPickleValues bounds a tree at ~800 MB; a
+// state dict costs ~15 nodes per tensor, so this still allows ~250k tensors in one pickle.
+inline constexpr uint64_t kMaxPickleBytes = uint64_t{512} << 20;
+inline constexpr uint64_t kMaxPickleValues = 4'000'000;    // nodes in one value tree
 inline constexpr uint64_t kMaxPickleStack = 10'000'000;    // items on the stack at once
 inline constexpr uint64_t kMaxPickleMarks = 100'000;       // open MARKs at once (nesting)
 inline constexpr uint64_t kMaxMemoIndex = 100'000'000;     // memo keys above this are refused
