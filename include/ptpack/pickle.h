@@ -51,6 +51,7 @@ struct Value {
   Kind kind = Kind::kNone;
   CallKind call = CallKind::kReduce;
   bool boolean = false;
+  uint32_t id = 0;  // index in its Pickle, 0 .. value_count() - 1 (for walkers' side tables)
   int64_t integer = 0;
   double real = 0;
   std::string text;  // string/bytes payload, big-int bytes, or a global's module

@@ -1,6 +1,5 @@
 #include "artifact/object_walk.h"
 
-#include <unordered_set>
 
 #include "io/checked_math.h"
 #include "ptpack/error.h"
@@ -57,12 +56,14 @@ class Walker {
  public:
   enum class Mode { kTensors, kValues };
 
-  Walker(Mode mode, const StorageResolver* resolve, Artifact* artifact, std::string label,
-         size_t max_values)
+  Walker(Mode mode, const pickle::Pickle& pk, const StorageResolver* resolve, Artifact* artifact,
+         std::string label, size_t max_values)
       : mode_(mode), resolve_(resolve), artifact_(artifact), label_(std::move(label)),
-        max_values_(max_values) {}
+        max_values_(max_values), on_path_(pk.value_count(), false) {}
 
-  void walk(const Value* v, const std::string& path, int depth, bool leaves) {
+  // Walks `v` at the current path. Paths live in one buffer (path_) that each level extends and
+  // restores, so a step allocates nothing; ancestors are flags indexed by value id.
+  void walk(const Value* v, int depth, bool leaves) {
     if (!v) return;
     if (++steps_ > limits::kMaxWalkSteps) {
       throw_limit("kMaxWalkSteps", "object graph expands beyond " +
@@ -70,14 +71,34 @@ class Walker {
     }
     if (depth > limits::kMaxNestingDepth) {
       throw_limit("kMaxNestingDepth", "objects nest deeper than " +
-                  std::to_string(limits::kMaxNestingDepth) + " levels at '" + path + "'", v->offset);
+                  std::to_string(limits::kMaxNestingDepth) + " levels at '" + path_ + "'", v->offset);
     }
-    if (!ancestors_.insert(v).second) {
-      note("cycle at '" + path + "' (an object contains itself); not followed");
+    if (v->id >= on_path_.size()) return;  // not from this pickle; cannot happen
+    if (on_path_[v->id]) {
+      note("cycle at '" + path_ + "' (an object contains itself); not followed");
       return;
     }
-    visit(v, path, depth, leaves);
-    ancestors_.erase(v);
+    on_path_[v->id] = true;
+    visit(v, depth, leaves);
+    on_path_[v->id] = false;
+  }
+
+  // Walks `v` one level down, under `key` (appended to the path with a '.').
+  void walk_child(const Value* v, std::string_view key, int depth, bool leaves) {
+    const size_t length = path_.size();
+    if (length) path_ += '.';
+    path_ += key;
+    walk(v, depth + 1, leaves);
+    path_.resize(length);
+  }
+  void walk_index(const Value* v, size_t index, int depth, bool leaves) {
+    char buf[24];
+    const int n = std::snprintf(buf, sizeof buf, "%zu", index);
+    walk_child(v, std::string_view(buf, size_t(n)), depth, leaves);
+  }
+  void walk_key(const Value* key, const Value* v, int depth, bool leaves) {
+    if (key->kind == Kind::kString) walk_child(v, key->text, depth, leaves);
+    else walk_child(v, key_text(key), depth, leaves);
   }
 
   std::vector<LeafValue> take_values() { return std::move(values_); }
@@ -89,82 +110,82 @@ class Walker {
     }
   }
 
-  void leaf(const Value* v, const std::string& path, bool leaves) {
-    if (mode_ == Mode::kValues && leaves && values_.size() < max_values_) values_.push_back({path, v});
+  void leaf(const Value* v, bool leaves) {
+    if (mode_ == Mode::kValues && leaves && values_.size() < max_values_) values_.push_back({path_, v});
   }
 
-  void visit(const Value* v, const std::string& path, int depth, bool leaves) {
-    if (is_scalar(v)) return leaf(v, path, leaves);
+  void visit(const Value* v, int depth, bool leaves) {
+    if (is_scalar(v)) return leaf(v, leaves);
     switch (v->kind) {
       case Kind::kDict:
-        if (v->entries.empty()) return leaf(v, path, leaves);
-        for (const auto& [k, val] : v->entries) walk(val, join_path(path, key_text(k)), depth + 1, leaves);
+        if (v->entries.empty()) return leaf(v, leaves);
+        for (const auto& [k, val] : v->entries) walk_key(k, val, depth, leaves);
         return;
       case Kind::kTuple: case Kind::kList: case Kind::kSet: case Kind::kFrozenSet: {
         bool all_scalar = true;
         for (const Value* item : v->items) all_scalar = all_scalar && is_scalar(item);
-        if (all_scalar) return leaf(v, path, leaves);
+        if (all_scalar) return leaf(v, leaves);
         for (size_t i = 0; i < v->items.size(); ++i) {
-          walk(v->items[i], join_path(path, std::to_string(i)), depth + 1, leaves);
+          walk_index(v->items[i], i, depth, leaves);
         }
         return;
       }
-      case Kind::kObject: return visit_object(v, path, depth, leaves);
-      default: return leaf(v, path, leaves);  // persistent ids, buffers, extensions
+      case Kind::kObject: return visit_object(v, depth, leaves);
+      default: return leaf(v, leaves);  // persistent ids, buffers, extensions
     }
   }
 
-  void visit_object(const Value* v, const std::string& path, int depth, bool leaves) {
+  void visit_object(const Value* v, int depth, bool leaves) {
     if (v->callable && v->callable->kind == Kind::kGlobal &&
-        rebuild(v->callable, tuple_items(v->args), path, depth)) {
+        rebuild(v->callable, tuple_items(v->args), depth)) {
       return;
     }
     if (is_container_global(v->callable)) {
       // OrderedDict: its contents are the SETITEMs; a BUILD state on it is state_dict()'s
       // `_metadata`, not content.
-      if (v->entries.empty()) return leaf(v, path, leaves);
-      for (const auto& [k, val] : v->entries) walk(val, join_path(path, key_text(k)), depth + 1, leaves);
+      if (v->entries.empty()) return leaf(v, leaves);
+      for (const auto& [k, val] : v->entries) walk_key(k, val, depth, leaves);
       return;
     }
     const bool has_content = !v->states.empty() || !v->items.empty() || !v->entries.empty();
     if (!has_content) {
       // An opaque value (torch.device, torch.Size, a namedtuple...): shown whole, but tensors
       // hidden in its arguments are still listed.
-      leaf(v, path, leaves);
+      leaf(v, leaves);
       if (const auto* args = tuple_items(v->args)) {
         for (size_t i = 0; i < args->size(); ++i) {
-          walk((*args)[i], join_path(path, std::to_string(i)), depth + 1, false);
+          walk_index((*args)[i], i, depth, false);
         }
       }
       return;
     }
     for (size_t i = 0; i < v->items.size(); ++i) {
-      walk(v->items[i], join_path(path, std::to_string(i)), depth + 1, leaves);
+      walk_index(v->items[i], i, depth, leaves);
     }
-    for (const auto& [k, val] : v->entries) walk(val, join_path(path, key_text(k)), depth + 1, leaves);
+    for (const auto& [k, val] : v->entries) walk_key(k, val, depth, leaves);
     for (const Value* state : v->states) {
       // __setstate__ state: a dict of attributes, or (dict, slotstate).
       if (state->kind == Kind::kTuple && state->items.size() == 2) {
-        walk_attributes(state->items[0], path, depth, leaves);
-        walk_attributes(state->items[1], path, depth, leaves);
+        walk_attributes(state->items[0], depth, leaves);
+        walk_attributes(state->items[1], depth, leaves);
       } else {
-        walk_attributes(state, path, depth, leaves);
+        walk_attributes(state, depth, leaves);
       }
     }
   }
 
-  void walk_attributes(const Value* state, const std::string& path, int depth, bool leaves) {
+  void walk_attributes(const Value* state, int depth, bool leaves) {
     if (state->kind != Kind::kDict) {
-      if (state->kind != Kind::kNone) walk(state, path, depth + 1, leaves);
+      if (state->kind != Kind::kNone) walk(state, depth + 1, leaves);
       return;
     }
     for (const auto& [k, val] : state->entries) {
       const std::string name = key_text(k);
       if (is_transparent_attribute(name)) {
-        if (val->kind != Kind::kNone) walk(val, path, depth + 1, leaves);
+        if (val->kind != Kind::kNone) walk(val, depth + 1, leaves);
       } else {
         const bool internal = name.empty() || name[0] == '_' || name == "training";
-        walk(val, join_path(path, name), depth + 1, leaves && !internal);
+        walk_child(val, name, depth, leaves && !internal);
       }
     }
   }
@@ -172,13 +193,13 @@ class Walker {
   // --- tensors -----------------------------------------------------------------------------
 
   // Handles a call of a known rebuild function; false when `fn` is not one.
-  bool rebuild(const Value* fn, const std::vector<Value*>* args, const std::string& path, int depth) {
+  bool rebuild(const Value* fn, const std::vector<Value*>* args, int depth) {
     const std::string& m = fn->text;
     const std::string& n = fn->name;
     if (m == "torch._tensor" && (n == "_rebuild_from_type_v2" || n == "_rebuild_from_type")) {
       // (func, type, args, state): the tensor is func(*args); the subclass type is dropped.
       if (args && args->size() >= 3 && (*args)[0]->kind == Kind::kGlobal &&
-          rebuild((*args)[0], tuple_items((*args)[2]), path, depth)) {
+          rebuild((*args)[0], tuple_items((*args)[2]), depth)) {
         return true;
       }
       return false;
@@ -190,44 +211,44 @@ class Walker {
     auto need = [&](size_t count) {
       if (a.size() < count) {
         throw_corrupt("tensor.args", n + " needs " + std::to_string(count) + " arguments, got " +
-                      std::to_string(a.size()) + " (at '" + path + "')", fn->offset);
+                      std::to_string(a.size()) + " (at '" + path_ + "')", fn->offset);
       }
     };
     if (n == "_rebuild_tensor_v2" || n == "_rebuild_tensor") {
       need(4);
-      Tensor& t = dense(a[0], a[1], a[2], a[3], std::nullopt, path);
+      Tensor& t = dense(a[0], a[1], a[2], a[3], std::nullopt);
       if (a.size() > 4 && a[4]->kind == Kind::kBool) t.requires_grad = a[4]->boolean;
     } else if (n == "_rebuild_tensor_v3") {
       need(7);
-      Tensor& t = dense(a[0], a[1], a[2], a[3], dtype_of(a[6], path), path);
+      Tensor& t = dense(a[0], a[1], a[2], a[3], dtype_of(a[6]));
       if (a[4]->kind == Kind::kBool) t.requires_grad = a[4]->boolean;
     } else if (n == "_rebuild_parameter" || n == "_rebuild_parameter_with_state") {
       need(2);
       const size_t before = artifact_->tensors.size();
-      walk(a[0], path, depth + 1, false);
+      walk(a[0], depth + 1, false);
       for (size_t i = before; i < artifact_->tensors.size(); ++i) {
         artifact_->tensors[i].is_parameter = true;
         if (a[1]->kind == Kind::kBool) artifact_->tensors[i].requires_grad = a[1]->boolean;
       }
     } else if (n == "_rebuild_qtensor") {
       need(5);
-      Tensor& t = dense(a[0], a[1], a[2], a[3], std::nullopt, path);
+      Tensor& t = dense(a[0], a[1], a[2], a[3], std::nullopt);
       t.quantization = quantizer_text(a[4]);
       // Per-channel schemes carry their scales and zero points as tensors of their own.
       if (const auto* q = tuple_items(a[4]); q && q->size() >= 4) {
-        walk((*q)[1], join_path(path, "scales"), depth + 1, false);
-        walk((*q)[2], join_path(path, "zero_points"), depth + 1, false);
+        walk_child((*q)[1], "scales", depth, false);
+        walk_child((*q)[2], "zero_points", depth, false);
       }
     } else if (n == "_rebuild_sparse_tensor" || n == "_rebuild_sparse_csr_tensor") {
       need(2);
-      sparse(a[0], a[1], path, depth, n == "_rebuild_sparse_csr_tensor" ? "sparse_csr" : "");
+      sparse(a[0], a[1], depth, n == "_rebuild_sparse_csr_tensor" ? "sparse_csr" : "");
     } else if (n == "_rebuild_meta_tensor_no_storage") {
       need(3);
       Tensor t;
-      t.path = full_path(path);
-      t.dtype = dtype_of(a[0], path);
-      t.shape = int_list(a[1], path, "size");
-      t.stride = int_list(a[2], path, "stride");
+      t.path = full_path();
+      t.dtype = dtype_of(a[0]);
+      t.shape = int_list(a[1], "size");
+      t.stride = int_list(a[2], "stride");
       t.device = "meta";
       check_shape(t);
       push(std::move(t));
@@ -235,26 +256,26 @@ class Walker {
       static const char* kParts[] = {"buffer", "nested_sizes", "nested_strides", "storage_offsets"};
       for (size_t i = 0; i < a.size() && i < 4; ++i) {
         const size_t before = artifact_->tensors.size();
-        walk(a[i], join_path(path, kParts[i]), depth + 1, false);
+        walk_child(a[i], kParts[i], depth, false);
         for (size_t j = before; j < artifact_->tensors.size(); ++j) artifact_->tensors[j].layout = "nested";
       }
     } else if (n == "_rebuild_device_tensor_from_cpu_tensor") {
       need(3);
       const size_t before = artifact_->tensors.size();
-      walk(a[0], path, depth + 1, false);
+      walk(a[0], depth + 1, false);
       for (size_t j = before; j < artifact_->tensors.size(); ++j) {
         if (a[2]->kind == Kind::kString) artifact_->tensors[j].device = a[2]->text;
       }
     } else {
-      note("unknown rebuild function torch._utils." + n + " at '" + full_path(path) +
+      note("unknown rebuild function torch._utils." + n + " at '" + full_path() +
            "'; tensors among its arguments are listed under that path");
-      for (size_t i = 0; i < a.size(); ++i) walk(a[i], join_path(path, std::to_string(i)), depth + 1, false);
+      for (size_t i = 0; i < a.size(); ++i) walk_index(a[i], i, depth, false);
     }
     return true;
   }
 
-  std::string full_path(const std::string& path) const {
-    return label_.empty() ? path : label_ + ":" + path;
+  std::string full_path() const {
+    return label_.empty() ? path_ : label_ + ":" + path_;
   }
 
   void push(Tensor t) {
@@ -264,37 +285,37 @@ class Walker {
     artifact_->tensors.push_back(std::move(t));
   }
 
-  int64_t int_of(const Value* v, const std::string& path, const char* what) {
+  int64_t int_of(const Value* v, const char* what) {
     if (v->kind == Kind::kInt) return v->integer;
     if (v->kind == Kind::kBool) return v->boolean;
-    throw_corrupt("tensor.not-int", std::string(what) + " of '" + full_path(path) +
+    throw_corrupt("tensor.not-int", std::string(what) + " of '" + full_path() +
                   "' is not an integer: " + pickle::repr(v, 60), v->offset);
   }
 
-  std::vector<int64_t> int_list(const Value* v, const std::string& path, const char* what) {
+  std::vector<int64_t> int_list(const Value* v, const char* what) {
     // torch.Size(...) arrives as REDUCE(torch.Size, ((...),)).
     if (v->is_call_of("torch", "Size") && v->args && v->args->is_sequence() && v->args->items.size() == 1) {
       v = v->args->items[0];
     }
     if (!v->is_sequence()) {
-      throw_corrupt("tensor.not-tuple", std::string(what) + " of '" + full_path(path) +
+      throw_corrupt("tensor.not-tuple", std::string(what) + " of '" + full_path() +
                     "' is not a tuple: " + pickle::repr(v, 60), v->offset);
     }
     if (v->items.size() > size_t(limits::kMaxTensorRank)) {
-      throw_limit("kMaxTensorRank", std::string(what) + " of '" + full_path(path) + "' has " +
+      throw_limit("kMaxTensorRank", std::string(what) + " of '" + full_path() + "' has " +
                   std::to_string(v->items.size()) + " dimensions", v->offset);
     }
     std::vector<int64_t> out;
-    for (const Value* item : v->items) out.push_back(int_of(item, path, what));
+    for (const Value* item : v->items) out.push_back(int_of(item, what));
     return out;
   }
 
-  DType dtype_of(const Value* v, const std::string& path) {
+  DType dtype_of(const Value* v) {
     if (v->kind == Kind::kGlobal && v->text == "torch") {
       if (auto d = dtype_from_name(v->name)) return *d;
     }
     throw_unsupported("tensor.dtype", "unknown dtype " + pickle::repr(v, 60) + " for '" +
-                      full_path(path) + "'");
+                      full_path() + "'");
   }
 
   std::string quantizer_text(const Value* q) {
@@ -323,18 +344,18 @@ class Walker {
   }
 
   Tensor& dense(const Value* storage, const Value* offset, const Value* size, const Value* stride,
-                std::optional<DType> dtype, const std::string& path) {
+                std::optional<DType> dtype) {
     if (storage->kind != Kind::kPersistentId) {
-      throw_corrupt("tensor.storage", "storage of '" + full_path(path) +
+      throw_corrupt("tensor.storage", "storage of '" + full_path() +
                     "' is not a persistent id: " + pickle::repr(storage, 60), storage->offset);
     }
     const StorageRef ref = (*resolve_)(storage->args);
     Tensor t;
-    t.path = full_path(path);
+    t.path = full_path();
     t.dtype = dtype ? *dtype : ref.dtype;
-    t.offset = int_of(offset, path, "storage offset");
-    t.shape = int_list(size, path, "size");
-    t.stride = int_list(stride, path, "stride");
+    t.offset = int_of(offset, "storage offset");
+    t.shape = int_list(size, "size");
+    t.stride = int_list(stride, "stride");
     t.storage = ref.index;
     const Storage& s = artifact_->storages[size_t(ref.index)];
     t.device = s.location;
@@ -360,7 +381,7 @@ class Walker {
     return artifact_->tensors.back();
   }
 
-  void sparse(const Value* layout, const Value* data, const std::string& path, int depth,
+  void sparse(const Value* layout, const Value* data, int depth,
               std::string layout_name) {
     if (layout_name.empty()) {
       // layout = torch.serialization._get_layout('torch.sparse_coo'), or a global torch.sparse_coo
@@ -381,10 +402,10 @@ class Walker {
     const auto& names = layout_name == "sparse_coo" ? kCoo
                         : (layout_name == "sparse_csc" || layout_name == "sparse_bsc") ? kCsc : kCsr;
     const auto* items = tuple_items(data);
-    if (!items) throw_corrupt("tensor.sparse", "sparse tensor data of '" + full_path(path) + "' is not a tuple");
+    if (!items) throw_corrupt("tensor.sparse", "sparse tensor data of '" + full_path() + "' is not a tuple");
     for (size_t i = 0; i < names.size() && i < items->size(); ++i) {
       const size_t before = artifact_->tensors.size();
-      walk((*items)[i], join_path(path, names[i]), depth + 1, false);
+      walk_child((*items)[i], names[i], depth, false);
       for (size_t j = before; j < artifact_->tensors.size(); ++j) artifact_->tensors[j].layout = layout_name;
     }
   }
@@ -395,20 +416,21 @@ class Walker {
   std::string label_;
   size_t max_values_;
   uint64_t steps_ = 0;
-  std::unordered_set<const Value*> ancestors_;
+  std::vector<bool> on_path_;  // by value id: on the current path (cycle detection)
+  std::string path_;           // the current path, extended and restored level by level
   std::vector<LeafValue> values_;
 };
 
 }  // namespace
 
-void collect_tensors(const Value* root, const std::string& label, const StorageResolver& resolve,
+void collect_tensors(const pickle::Pickle& pk, const std::string& label, const StorageResolver& resolve,
                      Artifact& artifact) {
-  Walker(Walker::Mode::kTensors, &resolve, &artifact, label, 0).walk(root, "", 0, false);
+  Walker(Walker::Mode::kTensors, pk, &resolve, &artifact, label, 0).walk(pk.root(), 0, false);
 }
 
-std::vector<LeafValue> collect_values(const Value* root, size_t max) {
-  Walker w(Walker::Mode::kValues, nullptr, nullptr, "", max);
-  w.walk(root, "", 0, true);
+std::vector<LeafValue> collect_values(const pickle::Pickle& pk, size_t max) {
+  Walker w(Walker::Mode::kValues, pk, nullptr, nullptr, "", max);
+  w.walk(pk.root(), 0, true);
   return w.take_values();
 }
 

@@ -27,7 +27,7 @@ using StorageResolver = std::function<StorageRef(const pickle::Value* persistent
 // Appends every tensor reachable from `root` to artifact.tensors. `label` prefixes the paths
 // ("model/model.pkl" gives "model/model.pkl:conv1.weight"); empty for the main pickle.
 // Validates each tensor against its storage (rank, sizes, strides, extent).
-void collect_tensors(const pickle::Value* root, const std::string& label,
+void collect_tensors(const pickle::Pickle& pickle, const std::string& label,
                      const StorageResolver& resolve, Artifact& artifact);
 
 // A non-tensor value worth showing (epoch, hyper-parameters...), with its path.
@@ -38,7 +38,7 @@ struct LeafValue {
 
 // Scalars and short scalar sequences reachable from `root`, in pickle order, at most `max`.
 // Module internals (names starting with '_', `training`) and tensors are left out.
-std::vector<LeafValue> collect_values(const pickle::Value* root, size_t max);
+std::vector<LeafValue> collect_values(const pickle::Pickle& pickle, size_t max);
 
 // "a.b" joined the way tensor paths are; key formatting follows Python's str(key).
 std::string join_path(const std::string& base, const std::string& key);

@@ -67,7 +67,7 @@ struct Fixture {
   };
   void collect(const Bytes& bytes) {
     pickle_ = pickle::read_pickle(bytes);
-    collect_tensors(pickle_.root(), "", resolver, artifact);
+    collect_tensors(pickle_, "", resolver, artifact);
   }
   pickle::Pickle pickle_;
 };
@@ -106,7 +106,7 @@ TEST(ObjectWalk, ModuleInternalsAreTransparent) {
   EXPECT_EQ(f.artifact.tensors[0].path, "weight");
   EXPECT_EQ(f.artifact.tensors[1].path, "fc.b");
   EXPECT_TRUE(f.artifact.tensors[1].shape.empty());  // 0-dim
-  const auto values = collect_values(f.pickle_.root(), 10);
+  const auto values = collect_values(f.pickle_, 10);
   ASSERT_EQ(values.size(), 1u) << pickle::repr(f.pickle_.root(), 2000, 20);
   EXPECT_EQ(values[0].path, "fc.n");
 }
@@ -163,7 +163,7 @@ TEST(ObjectWalk, ValuesSkipTensorsAndShowScalars) {
   p.empty_dict().mark().s("epoch").i(10).s("state").tensor("0", 1, 0, {}, {})
       .s("hp").empty_dict().mark().s("layers").empty_list().i(2).append().i(2).append().setitems().setitems();
   pickle::Pickle pk = pickle::read_pickle(p.done());
-  const auto values = collect_values(pk.root(), 10);
+  const auto values = collect_values(pk, 10);
   ASSERT_EQ(values.size(), 2u);
   EXPECT_EQ(values[0].path, "epoch");
   EXPECT_EQ(values[1].path, "hp.layers");

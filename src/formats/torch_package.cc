@@ -50,7 +50,7 @@ void read_torch_package(Artifact& artifact, const std::string& root) {
     const std::string label = name.substr(root.size());
     const pickle::Pickle& pk = read_pickle_entry(artifact, name, label);
     try {
-      collect_tensors(pk.root(), label, resolve, artifact);
+      collect_tensors(pk, label, resolve, artifact);
     } catch (Error& e) {
       e.add_entry(name);
       throw;

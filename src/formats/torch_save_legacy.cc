@@ -216,7 +216,7 @@ void read_torch_save_legacy(Artifact& artifact) {
     return {view_index[view_key], id.dtype, id.untyped};
   };
   try {
-    collect_tensors(object.pickle.root(), "", resolve, artifact);
+    collect_tensors(object.pickle, "", resolve, artifact);
   } catch (Error& e) {
     e.add_entry("data.pkl");
     throw;

@@ -19,7 +19,7 @@ void read_torch_save_zip(Artifact& artifact, const std::string& root) {
     return root + "data/" + (key->is_string() ? key->text : std::to_string(key->integer));
   });
   try {
-    collect_tensors(pk.root(), "", resolve, artifact);
+    collect_tensors(pk, "", resolve, artifact);
   } catch (Error& e) {
     e.add_entry(root + "data.pkl");
     throw;

@@ -15,7 +15,7 @@ void read_torchscript(Artifact& artifact, const std::string& root) {
   const pickle::Pickle& data = read_pickle_entry(artifact, root + "data.pkl", "");
   ZipStorageResolver data_storages(artifact, [&](const pickle::Value* k) { return root + "data/" + key_text(k); });
   try {
-    collect_tensors(data.root(), "", data_storages, artifact);
+    collect_tensors(data, "", data_storages, artifact);
   } catch (Error& e) {
     e.add_entry(root + "data.pkl");
     throw;
@@ -23,7 +23,7 @@ void read_torchscript(Artifact& artifact, const std::string& root) {
   const pickle::Pickle& constants = read_pickle_entry(artifact, root + "constants.pkl", "constants.pkl");
   ZipStorageResolver constant_storages(artifact, [&](const pickle::Value* k) { return root + "constants/" + key_text(k); });
   try {
-    collect_tensors(constants.root(), "constants.pkl", constant_storages, artifact);
+    collect_tensors(constants, "constants.pkl", constant_storages, artifact);
   } catch (Error& e) {
     e.add_entry(root + "constants.pkl");
     throw;

@@ -52,7 +52,7 @@ std::vector<LabeledValue> all_values(const Artifact& a, size_t max) {
   std::vector<LabeledValue> out;
   for (const auto& doc : a.pickles) {
     if (out.size() >= max) break;
-    for (auto& leaf : collect_values(doc.pickle.root(), max - out.size())) {
+    for (auto& leaf : collect_values(doc.pickle, max - out.size())) {
       if (leaf.path.empty()) {
         // The pickle's root itself is a plain value: skip an empty container (TorchScript's
         // constants.pkl is often `()`), otherwise call it "(root)".

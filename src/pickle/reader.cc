@@ -47,6 +47,7 @@ class Reader {
                   std::to_string(limits::kMaxPickleValues) + " values", at_);
     }
     Value& v = out_.values_.emplace_back();
+    v.id = static_cast<uint32_t>(out_.values_.size() - 1);
     v.kind = kind;
     v.offset = at_;
     return &v;
