@@ -29,6 +29,11 @@ enum class ErrorCode {
 
 std::string_view error_code_name(ErrorCode code);
 
+// Text from a file made safe to print on one line: control bytes, DEL and NUL become \xNN
+// (names in archives can hold anything, including terminal escapes). Longer than max_chars is cut
+// with "...".
+std::string printable(std::string_view text, size_t max_chars = 400);
+
 class Error : public std::exception {
  public:
   Error(ErrorCode code, std::string rule, std::string detail);

@@ -31,10 +31,14 @@ inline constexpr uint64_t kMaxTensors = 1'000'000;     // tensors listed for one
 
 // Tensors
 inline constexpr int kMaxTensorRank = 64;
+// Reading a broadcast view (stride 0) whose logical bytes exceed both its storage and this cap is
+// refused: a 4-byte storage can describe 2^62 logical elements.
+inline constexpr uint64_t kMaxBroadcastBytes = uint64_t{1} << 30;
 
 // safetensors (the reference implementation's header cap)
 inline constexpr uint64_t kMaxSafetensorsHeaderBytes = 100'000'000;
 inline constexpr uint64_t kMaxShards = 100'000;
 inline constexpr uint64_t kMaxIndexFileBytes = 256ull << 20;
+inline constexpr int kMaxJsonDepth = 64;  // safetensors headers and indexes nest 3 deep
 
 }  // namespace ptpack::limits

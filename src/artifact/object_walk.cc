@@ -71,7 +71,7 @@ class Walker {
     }
     if (depth > limits::kMaxNestingDepth) {
       throw_limit("kMaxNestingDepth", "objects nest deeper than " +
-                  std::to_string(limits::kMaxNestingDepth) + " levels at '" + path_ + "'", v->offset);
+                  std::to_string(limits::kMaxNestingDepth) + " levels at '" + path_.substr(0, 120) + "...'", v->offset);
     }
     if (v->id >= on_path_.size()) return;  // not from this pickle; cannot happen
     if (on_path_[v->id]) {
@@ -331,6 +331,8 @@ class Walker {
     return name;
   }
 
+  // Sizes and strides must be non-negative and numel x element size must fit 64 bits, so that
+  // Tensor::numel() and nbytes() never wrap afterwards.
   void check_shape(const Tensor& t) {
     if (t.shape.size() != t.stride.size()) {
       throw_corrupt("tensor.rank-mismatch", "'" + t.path + "' has " + std::to_string(t.shape.size()) +
@@ -339,6 +341,12 @@ class Walker {
     for (size_t i = 0; i < t.shape.size(); ++i) {
       if (t.shape[i] < 0 || t.stride[i] < 0) {
         throw_corrupt("tensor.negative-size", "'" + t.path + "' has a negative size or stride");
+      }
+    }
+    uint64_t numel = 1;
+    for (int64_t d : t.shape) {
+      if (__builtin_mul_overflow(numel, uint64_t(d), &numel) || numel > (uint64_t{1} << 58)) {
+        throw_corrupt("tensor.numel-overflow", "'" + t.path + "' has more than 2^58 elements (its byte size would not fit 64 bits)");
       }
     }
   }

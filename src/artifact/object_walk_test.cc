@@ -28,6 +28,13 @@ class P {
   P& append() { return raw("a"); }
   P& empty_list() { return raw("]"); }
   P& i(int v) { b_.push_back('J'); testing::append_u32(b_, uint32_t(v)); return *this; }
+  P& raw_long(uint64_t v) {  // LONG1 with 8 bytes (+1 sign byte)
+    b_.push_back(0x8a);
+    b_.push_back(9);
+    testing::append_u64(b_, v);
+    b_.push_back(0);
+    return *this;
+  }
   P& s(const std::string& v) {
     b_.push_back('X');
     testing::append_u32(b_, uint32_t(v.size()));
@@ -127,6 +134,17 @@ TEST(ObjectWalk, TensorBeyondItsStorageIsCorrupt) {
   Fixture f;
   Error e = testing::expect_error([&] { f.collect(p.done()); }, "tensor.out-of-storage");
   EXPECT_NE(std::string(e.what()).find("'w' reaches element 4"), std::string::npos) << e.what();
+}
+
+// Regression (hostile suite): sizes (2^32, 2^32) made numel wrap to 0, skipping the extent check.
+TEST(ObjectWalk, NumelOverflowIsRefused) {
+  P p;
+  p.empty_dict().mark().s("w").global("torch._utils", "_rebuild_tensor_v2").mark();
+  p.mark().s("storage").global("torch", "FloatStorage").s("0").s("cpu").i(4).tuple().persid();
+  p.i(0).mark().raw_long(uint64_t{1} << 32).raw_long(uint64_t{1} << 32).tuple();
+  p.mark().raw_long(uint64_t{1} << 32).i(1).tuple().no().empty_dict().tuple().reduce().setitems();
+  Fixture f;
+  testing::expect_error([&] { f.collect(p.done()); }, "tensor.numel-overflow");
 }
 
 TEST(ObjectWalk, CyclesAreNotFollowed) {

@@ -58,6 +58,11 @@ void stream_tensor_bytes(const Artifact& artifact, const Tensor& t,
   }
   const Storage& s = artifact.storages.at(size_t(t.storage));
   const DTypeInfo& info = dtype_info(t.dtype);
+  if (t.nbytes() > s.nbytes && t.nbytes() > limits::kMaxBroadcastBytes) {
+    throw Error(ErrorCode::kLimitExceeded, "kMaxBroadcastBytes",
+                "'" + t.path + "' is a broadcast view of " + std::to_string(t.nbytes()) +
+                    " logical bytes over a storage of " + std::to_string(s.nbytes) + "; not expanded");
+  }
   if (info.per_byte > 1) {
     // Sub-byte quantized types: the logical bytes are the packed bytes (what int_repr() holds).
     if (!t.is_contiguous() || t.offset % info.per_byte) {

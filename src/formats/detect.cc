@@ -124,7 +124,13 @@ void read_bare_pickle(Artifact& artifact) {
   pickle::Pickle pk;
   try {
     pk = pickle::read_pickle(bytes);
-  } catch (const Error& e) {
+  } catch (Error& e) {
+    // Starting with PROTO 0..5 it is a pickle, and its own error says most; otherwise it is
+    // more likely not a pickle at all.
+    if (bytes.size() >= 2 && bytes[0] == 0x80 && bytes[1] <= 5) {
+      e.add_entry("pickle");
+      throw;
+    }
     Error err(ErrorCode::kUnsupported, "format.unknown",
               "not a format ptpack knows (not zip, legacy torch.save, safetensors, index JSON; "
               "as a pickle: " + e.detail() + ")");

@@ -31,8 +31,33 @@ using json = nlohmann::ordered_json;  // keeps header order (the user's tensor o
   throw e;
 }
 
+// Deepest nesting of [ and { outside strings. Checked before parsing because nlohmann's parser
+// and its values recurse, so a 100k-deep header would overflow the stack.
+int json_depth(std::string_view text) {
+  int depth = 0, deepest = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+      if (deepest > limits::kMaxJsonDepth) return deepest;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
 // Parses JSON text, refusing duplicate keys at any depth (nlohmann would keep the last one).
 json parse_strict_json(std::string_view text, const std::string& rule_prefix) {
+  if (json_depth(text) > limits::kMaxJsonDepth) {
+    throw_limit("kMaxJsonDepth", "JSON nests deeper than " + std::to_string(limits::kMaxJsonDepth) + " levels");
+  }
   std::vector<std::set<std::string>> keys_by_depth;
   std::string duplicate;
   auto callback = [&](int /*depth*/, json::parse_event_t event, json& parsed) {
@@ -215,7 +240,15 @@ void read_safetensors_index(Artifact& artifact) {
     const std::string shard_path = dir + shard;
     Artifact part;
     part.path = shard_path;
-    part.sources.push_back(open_file_source(shard_path));
+    try {
+      part.sources.push_back(open_file_source(shard_path));
+    } catch (const Error& e) {
+      // A shard that cannot be opened makes the index itself unusable: corrupt, whatever the cause.
+      Error err(ErrorCode::kCorrupt, "index.missing-shard",
+                "the weight map names shard '" + shard + "' which cannot be opened: " + e.detail());
+      err.add_entry(shard);
+      throw err;
+    }
     try {
       read_safetensors(part);
     } catch (Error& e) {

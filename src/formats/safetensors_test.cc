@@ -94,6 +94,13 @@ TEST_F(Safetensors, MetadataMustBeStrings) {
   fails(safetensors(R"({"__metadata__":{"k":{"x":1}}})", 0), "safetensors.metadata");
 }
 
+// Regression (hostile suite): a 100k-deep JSON value followed by a key overflowed the stack
+// inside the JSON library; nesting is now measured before parsing.
+TEST_F(Safetensors, DeepJsonIsRefusedBeforeParsing) {
+  std::string deep = R"({"a":)" + std::string(100000, '[') + std::string(100000, ']') + R"(,"b":1})";
+  fails(safetensors(deep, 0), "kMaxJsonDepth");
+}
+
 TEST_F(Safetensors, ErrorsNameTheFileAndTensor) {
   Error e = fails(safetensors(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}})", 4), "safetensors.size-mismatch");
   EXPECT_NE(std::string(e.what()).find("m.safetensors"), std::string::npos);

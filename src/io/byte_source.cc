@@ -72,16 +72,18 @@ class MemorySource final : public ByteSource {
 class FileSource final : public ByteSource {
  public:
   explicit FileSource(std::string path) : name_(std::move(path)) {
-    fd_ = ::open(name_.c_str(), O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK: opening a FIFO without a writer must not hang; only regular files are read.
+    fd_ = ::open(name_.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd_ < 0) throw_errno(name_, "cannot open");
     struct stat st {};
     if (::fstat(fd_, &st) != 0) {
       ::close(fd_);
       throw_errno(name_, "cannot stat");
     }
-    if (S_ISDIR(st.st_mode)) {
+    if (!S_ISREG(st.st_mode)) {
       ::close(fd_);
-      Error e(ErrorCode::kInvalidArgument, "io", "is a directory, not a file");
+      Error e(ErrorCode::kInvalidArgument, "io.not-regular-file",
+              S_ISDIR(st.st_mode) ? "is a directory, not a file" : "is not a regular file (pipe, device...)");
       e.add_file(name_);
       throw e;
     }

@@ -16,6 +16,25 @@ std::string_view error_code_name(ErrorCode code) {
   return "error";
 }
 
+std::string printable(std::string_view text, size_t max_chars) {
+  std::string out;
+  for (unsigned char c : text) {
+    if (out.size() >= max_chars) {
+      out += "...";
+      break;
+    }
+    if (c < 0x20 || c == 0x7F) {
+      static const char* kHex = "0123456789abcdef";
+      out += "\\x";
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    } else {
+      out.push_back(char(c));
+    }
+  }
+  return out;
+}
+
 Error::Error(ErrorCode code, std::string rule, std::string detail)
     : code_(code), rule_(std::move(rule)), detail_(std::move(detail)) {
   rebuild_message();
@@ -47,10 +66,10 @@ Error& Error::add_offset(uint64_t offset) {
 
 void Error::rebuild_message() {
   message_.clear();
-  if (!file_.empty()) message_ += file_ + ": ";
-  if (!entry_.empty()) message_ += "entry '" + entry_ + "': ";
+  if (!file_.empty()) message_ += printable(file_) + ": ";
+  if (!entry_.empty()) message_ += "entry '" + printable(entry_, 200) + "': ";
   if (offset_) message_ += "offset " + std::to_string(*offset_) + ": ";
-  message_ += detail_;
+  message_ += printable(detail_, 1000);
   if (!rule_.empty()) message_ += " [" + rule_ + "]";
 }
 

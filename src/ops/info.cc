@@ -4,6 +4,7 @@
 
 #include "artifact/object_walk.h"
 #include "ops/text_util.h"
+#include "ptpack/error.h"
 #include "ptpack/inspect.h"
 
 namespace ptpack {
@@ -92,19 +93,19 @@ std::string info_text(const Artifact& a, const InfoOptions& options) {
   if (!dtypes.empty()) line("dtypes", dtypes);
   if (!a.metadata.empty()) {
     out += "metadata:\n";
-    for (const auto& [k, v] : a.metadata) out += "  " + k + ": " + v + "\n";
+    for (const auto& [k, v] : a.metadata) out += "  " + printable(k) + ": " + printable(v) + "\n";
   }
   const auto values = all_values(a, options.max_values + 1);
   if (!values.empty()) {
     out += "values:\n";
     for (size_t i = 0; i < values.size() && i < options.max_values; ++i) {
-      out += "  " + values[i].path + " = " + pickle::repr(values[i].value, 160) + "\n";
+      out += "  " + printable(values[i].path) + " = " + pickle::repr(values[i].value, 160) + "\n";
     }
     if (values.size() > options.max_values) out += "  ... (more in --json)\n";
   }
   if (!a.notes.empty()) {
     out += "notes:\n";
-    for (const auto& n : a.notes) out += "  " + n + "\n";
+    for (const auto& n : a.notes) out += "  " + printable(n) + "\n";
   }
   return out;
 }

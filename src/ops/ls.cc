@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "ops/text_util.h"
+#include "ptpack/error.h"
 #include "ptpack/inspect.h"
 
 namespace ptpack {
@@ -56,12 +57,12 @@ void render(const Node& node, const std::string& preamble, bool long_format, std
   for (const auto& child : node.children) (child.second->entry ? files : dirs).push_back(&child);
   for (size_t i = 0; i < dirs.size(); ++i) {
     const bool last = i + 1 == dirs.size() && files.empty();
-    out += preamble + (last ? "└── " : "├── ") + dirs[i]->first + "\n";
+    out += preamble + (last ? "└── " : "├── ") + printable(dirs[i]->first) + "\n";
     render(*dirs[i]->second, preamble + (last ? "    " : "│   "), long_format, out);
   }
   for (size_t i = 0; i < files.size(); ++i) {
     const Entry* e = files[i]->second->entry;
-    out += preamble + (i + 1 == files.size() ? "└── " : "├── ") + files[i]->first;
+    out += preamble + (i + 1 == files.size() ? "└── " : "├── ") + printable(files[i]->first);
     if (long_format) {
       out += "  (" + std::string(entry_kind_name(e->kind)) + ", " + ops::human_bytes(e->size) +
              (e->compressed ? ", deflated" : "") + ")";
@@ -94,7 +95,7 @@ std::string ls_tree(const Artifact& a, const LsOptions& options) {
     }
     node->entry = &e;
   }
-  std::string out = "─── " + a.path + "\n";
+  std::string out = "─── " + printable(a.path) + "\n";
   render(root, "    ", options.long_format, out);
   return out;
 }

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ops/text_util.h"
+#include "ptpack/error.h"
 #include "ptpack/inspect.h"
 #include "ptpack/tensor_data.h"
 
@@ -26,7 +27,7 @@ std::string tensors_text(const Artifact& a, bool digest) {
   std::string out = ops::pad("path", width) + "  " + ops::pad("dtype", 9) + "  " + ops::pad("shape", 18) + "  " +
                     ops::pad("stride", 18) + "  offset  " + ops::pad("bytes", 9) + (digest ? "  sha256" : "") + "\n";
   for (const auto& t : a.tensors) {
-    out += ops::pad(t.path, width) + "  " + ops::pad(std::string(dtype_name(t.dtype)), 9) + "  " +
+    out += ops::pad(printable(t.path), width) + "  " + ops::pad(std::string(dtype_name(t.dtype)), 9) + "  " +
            ops::pad(ops::int_list_text(t.shape), 18) + "  " + ops::pad(ops::int_list_text(t.stride), 18) + "  " +
            ops::pad(std::to_string(t.offset), 6) + "  " + ops::pad(ops::human_bytes(t.nbytes()), 9);
     if (digest) out += "  " + (t.storage >= 0 ? tensor_sha256(a, t) : std::string("-"));

@@ -1,4 +1,5 @@
 // pickletools.dis-style listing: "offset: code  NAME  argument", indented by open MARKs.
+#include <algorithm>
 #include <cstdio>
 
 #include "pickle/opcodes.h"
@@ -65,10 +66,14 @@ std::string disassemble(std::span<const uint8_t> data) {
     char head[32];
     std::snprintf(head, sizeof head, "%8llu: %-4s ", static_cast<unsigned long long>(ins.offset),
                   code_repr(ins.opcode).c_str());
-    std::string line = head + std::string(size_t(marks) * 4, ' ') + std::string(ins.name);
+    // Indentation follows open MARKs like pickletools, but stops at kMaxIndent levels so that
+    // hostile nesting cannot make the listing grow with the square of its depth.
+    constexpr int kMaxIndent = 16;
+    const size_t indent = size_t(std::min(marks, kMaxIndent)) * 4;
+    std::string line = head + std::string(indent, ' ') + std::string(ins.name);
     const std::string arg = argument_text(ins);
     if (!arg.empty()) {
-      if (line.size() < 34 + size_t(marks) * 4) line.resize(34 + size_t(marks) * 4, ' ');
+      if (line.size() < 34 + indent) line.resize(34 + indent, ' ');
       line += " " + arg;
     }
     out += line + "\n";

@@ -297,7 +297,7 @@ std::optional<std::span<const uint8_t>> ZipArchive::view(const ZipEntry& entry) 
 
 std::vector<uint8_t> ZipArchive::read(const ZipEntry& entry, uint64_t max_size) const {
   if (entry.size > max_size) {
-    Error e(ErrorCode::kLimitExceeded, "record-too-large",
+    Error e(ErrorCode::kLimitExceeded, "zip.record-too-large",
             "record is " + std::to_string(entry.size) + " bytes, more than the " +
                 std::to_string(max_size) + " allowed here");
     e.add_entry(entry.name);

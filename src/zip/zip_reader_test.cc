@@ -32,7 +32,7 @@ TEST(ZipReader, ListsAndReadsStoredAndDeflatedRecords) {
 
 TEST(ZipReader, ReadRespectsTheCallersCap) {
   ZipArchive z = open_bytes(build_zip({{"a/x", Bytes(1000, 1)}}));
-  Error e = expect_error([&] { z.read(z.entries()[0], 999); }, "record-too-large");
+  Error e = expect_error([&] { z.read(z.entries()[0], 999); }, "zip.record-too-large");
   EXPECT_EQ(e.code(), ErrorCode::kLimitExceeded);
 }
 

@@ -28,7 +28,7 @@ void add_dis_command(CLI::App& app, int& exit_code) {
         file = file.substr(0, colon);
       }
     }
-    print(disassemble_entry(open_artifact(file), entry));
+    for_file(file, [&] { print(disassemble_entry(open_artifact(file), entry)); });
     exit_code = 0;
   });
 }

@@ -14,8 +14,10 @@ void add_info_command(CLI::App& app, int& exit_code) {
   cmd->add_flag("--json", *json, "Machine-readable output (schema in docs/cli.md)");
   cmd->add_option("--max-values", *max_values, "Non-tensor values shown in text output")->capture_default_str();
   cmd->callback([=, &exit_code] {
-    const Artifact a = open_artifact(*file);
-    print(*json ? info_json(a) : info_text(a, {.max_values = *max_values}));
+    for_file(*file, [&] {
+      const Artifact a = open_artifact(*file);
+      print(*json ? info_json(a) : info_text(a, {.max_values = *max_values}));
+    });
     exit_code = 0;
   });
 }

@@ -14,7 +14,7 @@ void add_ls_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--exclude", options->exclude, "Glob of entries to hide; repeatable");
   cmd->add_flag("-l,--long", options->long_format, "Show each entry's kind and size");
   cmd->callback([=, &exit_code] {
-    print(ls_tree(open_artifact(*file), *options));
+    for_file(*file, [&] { print(ls_tree(open_artifact(*file), *options)); });
     exit_code = 0;
   });
 }

@@ -14,8 +14,10 @@ void add_tensors_command(CLI::App& app, int& exit_code) {
   cmd->add_flag("--digest", *digest, "Add the SHA-256 of each tensor's elements (row-major, little-endian); "
                                      "reads the tensor data");
   cmd->callback([=, &exit_code] {
-    const Artifact a = open_artifact(*file);
-    print(*json ? tensors_json(a, *digest) : tensors_text(a, *digest));
+    for_file(*file, [&] {
+      const Artifact a = open_artifact(*file);
+      print(*json ? tensors_json(a, *digest) : tensors_text(a, *digest));
+    });
     exit_code = 0;
   });
 }

@@ -23,7 +23,8 @@ void add_verify_command(CLI::App& app, int& exit_code) {
       exit_code = 1;
       return;
     }
-    const VerifyReport r = verify_artifact(a);
+    VerifyReport r;
+    for_file(*file, [&] { r = verify_artifact(a); });
     if (r.ok()) {
       print(*file + ": OK (" + std::string(format_name(a.format)) + ", " + std::to_string(r.records_checked) +
             " CRCs checked, " + std::to_string(a.storages.size()) + " storages, " +

@@ -6,6 +6,8 @@
 #include <CLI/CLI.hpp>
 #include <string>
 
+#include "ptpack/error.h"
+
 namespace ptpack::cli {
 
 void add_info_command(CLI::App& app, int& exit_code);
@@ -16,5 +18,17 @@ void add_verify_command(CLI::App& app, int& exit_code);
 
 // Writes text to stdout in full.
 void print(const std::string& text);
+
+// Runs `work`, naming `file` in any ptpack::Error it throws that does not name a file yet (errors
+// raised while reading tensor data, after the artifact was opened, carry only the entry).
+template <typename Fn>
+void for_file(const std::string& file, Fn&& work) {
+  try {
+    work();
+  } catch (Error& e) {
+    e.add_file(file);
+    throw;
+  }
+}
 
 }  // namespace ptpack::cli
