@@ -28,11 +28,10 @@ class P {
   P& append() { return raw("a"); }
   P& empty_list() { return raw("]"); }
   P& i(int v) { b_.push_back('J'); testing::append_u32(b_, uint32_t(v)); return *this; }
-  P& raw_long(uint64_t v) {  // LONG1 with 8 bytes (+1 sign byte)
+  P& raw_long(uint64_t v) {  // LONG1 with 8 bytes (v < 2^63)
     b_.push_back(0x8a);
-    b_.push_back(9);
+    b_.push_back(8);
     testing::append_u64(b_, v);
-    b_.push_back(0);
     return *this;
   }
   P& s(const std::string& v) {
