@@ -31,6 +31,11 @@ class ByteSource {
   // when the source is not mapped. Throws like read_at for a range outside the source.
   virtual std::optional<std::span<const uint8_t>> view(uint64_t offset, uint64_t length) const;
 
+  // Hint that views of [offset, offset + length) will not be used again for a while: a mapped
+  // source drops those pages from the process (they stay in the page cache and fault back in if
+  // touched), so streaming a large file through views keeps resident memory bounded.
+  virtual void release(uint64_t offset, uint64_t length) const;
+
   // Reads [offset, offset + length) into a new buffer (view when mapped, copy otherwise).
   std::vector<uint8_t> read_vector(uint64_t offset, uint64_t length) const;
 

@@ -83,10 +83,13 @@ void stream_tensor_bytes(const Artifact& artifact, const Tensor& t,
   const uint8_t* base = bytes.data();
   const bool swap = s.byte_order == ByteOrder::kBig && info.swap_unit > 1;
 
+  const ByteSource& src = *artifact.sources.at(size_t(s.source));
   if (t.is_contiguous() && !swap) {
     const uint64_t total = numel * esize;
     for (uint64_t off = 0; off < total; off += kChunk) {
-      sink(std::span<const uint8_t>(base + off, std::min<uint64_t>(kChunk, total - off)));
+      const uint64_t n = std::min<uint64_t>(kChunk, total - off);
+      sink(std::span<const uint8_t>(base + off, n));
+      if (!s.compressed) src.release(s.offset + first_byte + off, n);  // resident memory: ~1 chunk
     }
     return;
   }
@@ -131,6 +134,7 @@ void stream_tensor_bytes(const Artifact& artifact, const Tensor& t,
     }
   }
   if (!buf.empty()) flush();
+  if (!s.compressed) src.release(s.offset + first_byte, span_bytes);
 }
 
 std::string tensor_sha256(const Artifact& artifact, const Tensor& tensor) {

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -17,6 +18,8 @@ std::optional<std::span<const uint8_t>> ByteSource::view(uint64_t offset, uint64
   check_range(offset, length);
   return std::nullopt;
 }
+
+void ByteSource::release(uint64_t, uint64_t) const {}
 
 std::vector<uint8_t> ByteSource::read_vector(uint64_t offset, uint64_t length) const {
   check_range(offset, length);
@@ -129,6 +132,15 @@ class FileSource final : public ByteSource {
     check_range(offset, length);
     if (!map_) return std::nullopt;
     return std::span<const uint8_t>(map_ + offset, length);
+  }
+
+  void release(uint64_t offset, uint64_t length) const override {
+    if (!map_ || offset >= size_) return;
+    length = std::min(length, size_ - offset);
+    const uint64_t page = uint64_t(::sysconf(_SC_PAGESIZE));
+    const uint64_t begin = (offset + page - 1) / page * page;  // whole pages inside the range only
+    const uint64_t end = (offset + length) / page * page;
+    if (end > begin) ::madvise(const_cast<uint8_t*>(map_) + begin, end - begin, MADV_DONTNEED);
   }
 
  private:

@@ -319,7 +319,9 @@ void ZipArchive::stream_impl(const ZipEntry& entry, ChunkFn fn, void* ctx) const
     }
     if (auto v = src.view(entry.data_offset, entry.size)) {
       for (uint64_t off = 0; off < v->size(); off += kChunk) {
-        fn(ctx, v->subspan(off, std::min<uint64_t>(kChunk, v->size() - off)));
+        const uint64_t n = std::min<uint64_t>(kChunk, v->size() - off);
+        fn(ctx, v->subspan(off, n));
+        src.release(entry.data_offset + off, n);  // keeps resident memory at about one chunk
       }
       return;
     }
