@@ -86,6 +86,10 @@ class Walker {
   // Walks `v` one level down, under `key` (appended to the path with a '.').
   void walk_child(const Value* v, std::string_view key, int depth, bool leaves) {
     const size_t length = path_.size();
+    if (length + 1 + key.size() > limits::kMaxPathBytes) {
+      throw_limit("kMaxPathBytes", "a path grows beyond " + std::to_string(limits::kMaxPathBytes) +
+                  " bytes (huge keys?)", v ? v->offset : 0);
+    }
     if (length) path_ += '.';
     path_ += key;
     walk(v, depth + 1, leaves);
@@ -198,8 +202,13 @@ class Walker {
     const std::string& n = fn->name;
     if (m == "torch._tensor" && (n == "_rebuild_from_type_v2" || n == "_rebuild_from_type")) {
       // (func, type, args, state): the tensor is func(*args); the subclass type is dropped.
+      // Each unwrapping is a level of nesting, so hostile self-wrapping hits the depth cap.
+      if (depth > limits::kMaxNestingDepth) {
+        throw_limit("kMaxNestingDepth", "_rebuild_from_type_v2 nests deeper than " +
+                    std::to_string(limits::kMaxNestingDepth) + " levels", fn->offset);
+      }
       if (args && args->size() >= 3 && (*args)[0]->kind == Kind::kGlobal &&
-          rebuild((*args)[0], tuple_items((*args)[2]), depth)) {
+          rebuild((*args)[0], tuple_items((*args)[2]), depth + 1)) {
         return true;
       }
       return false;

@@ -2,7 +2,8 @@
 //
 //   "PK\3\4" at 0               a zip: TorchScript if <root>/constants.pkl exists, torch.package
 //                               if <root>/.data/extern_modules exists, torch.save if <root>/data.pkl
-//   a pickle of the magic long  legacy torch.save (FORMATS.md §3)
+//   a pickle of the magic long  legacy torch.save (FORMATS.md §3): LONG1 in protocols 2-5,
+//                               a "L...L\n" line in protocols 0 and 1
 //   "ustar" at 257              the pre-0.2 tar format (not supported; said so clearly)
 //   "PYTORCH1"                  the 2018 preview format (PyTorch itself refuses it)
 //   u64 LE N, then '{'          safetensors
@@ -30,8 +31,13 @@ Container sniff(const ByteSource& src) {
   if (n >= 4 && std::memcmp(head, "PK\x03\x04", 4) == 0) return Container::kZip;
   if (n >= 8 && std::memcmp(head, "PYTORCH1", 8) == 0) return Container::kPreview;
   if (n >= 262 && std::memcmp(head + 257, "ustar", 5) == 0) return Container::kTar;
-  // Legacy: the magic long 0x1950a86a20f9469cfc6c is LONG1 0x0a + its 10 bytes, in any protocol.
+  // Legacy: the magic long 0x1950a86a20f9469cfc6c is LONG1 0x0a + its 10 bytes from protocol 2
+  // on (after PROTO, and a FRAME header from protocol 4).
   static const uint8_t kMagic[] = {0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
+  static const char kMagicText[] = "L119547037146038801333356L\n";  // protocols 0 and 1
+  if (n >= sizeof kMagicText - 1 && std::memcmp(head, kMagicText, sizeof kMagicText - 1) == 0) {
+    return Container::kLegacy;
+  }
   if (n >= sizeof kMagic && head[0] == 0x80) {
     for (uint64_t i = 2; i + sizeof kMagic <= std::min<uint64_t>(n, 16 + sizeof kMagic); ++i) {
       if (std::memcmp(head + i, kMagic, sizeof kMagic) == 0) return Container::kLegacy;

@@ -73,7 +73,9 @@ json parse_strict_json(std::string_view text, const std::string& rule_prefix) {
   try {
     j = json::parse(text.begin(), text.end(), callback);
   } catch (const json::parse_error& e) {
-    fail(rule_prefix + ".json", std::string("header is not valid JSON: ") + e.what(), "", 8 + e.byte);
+    fail(rule_prefix + ".json", std::string("not valid JSON: ") + e.what(), "", 8 + e.byte);
+  } catch (const json::exception& e) {  // e.g. out_of_range for a number like 1e400
+    fail(rule_prefix + ".json", std::string("not valid JSON: ") + e.what());
   }
   if (!duplicate.empty()) fail(rule_prefix + ".duplicate-key", "key '" + duplicate + "' appears twice", duplicate);
   return j;
@@ -143,6 +145,7 @@ void read_safetensors(Artifact& artifact) {
       item.shape.push_back(int64_t(dim));
       numel = checked_mul(numel, dim, "tensor size");
     }
+    if (numel > (uint64_t{1} << 58)) fail("tensor.numel-overflow", "more than 2^58 elements", name);
     item.begin = json_uint(info["data_offsets"][0], name, "data_offsets");
     item.end = json_uint(info["data_offsets"][1], name, "data_offsets");
     if (item.end < item.begin) fail("safetensors.offsets", "data_offsets end is before begin", name);
@@ -194,7 +197,9 @@ void read_safetensors(Artifact& artifact) {
     t.dtype = it.dtype;
     t.shape = it.shape;
     t.stride.assign(it.shape.size(), 1);
-    for (size_t i = it.shape.size(); i-- > 1;) t.stride[i - 1] = t.stride[i] * std::max<int64_t>(it.shape[i], 1);
+    for (size_t i = it.shape.size(); i-- > 1;) {
+      t.stride[i - 1] = checked_mul_signed(t.stride[i], std::max<int64_t>(it.shape[i], 1), "stride");
+    }
     t.storage = int(artifact.storages.size() - 1);
     t.device = "cpu";
     if (artifact.tensors.size() >= limits::kMaxTensors) throw_limit("kMaxTensors", "too many tensors");

@@ -32,7 +32,7 @@ void read_torch_package(Artifact& artifact, const std::string& root) {
   // package uses strings "<id>.storage" relative to .data/. One resolver so both share storages.
   ZipStorageResolver resolve(artifact, [&](const pickle::Value* key) {
     if (key->is_string()) return root + ".data/" + key->text;
-    return root + ".data/" + std::to_string(key->integer) + ".storage";
+    return root + ".data/" + storage_key_text(key) + ".storage";
   });
 
   std::vector<std::string> pickles, sources, mocked;

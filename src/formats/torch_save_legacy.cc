@@ -60,10 +60,6 @@ Region read_region(const ByteSource& src, uint64_t offset, const char* what) {
   }
 }
 
-std::string key_string(const Value* key) {
-  return key->is_string() ? key->text : std::to_string(key->integer);
-}
-
 // Every persistent id reachable from root, each node visited once.
 void for_each_persistent_id(const Value* root, const std::function<void(const Value*)>& fn) {
   std::vector<const Value*> todo{root};
@@ -133,7 +129,7 @@ void read_torch_save_legacy(Artifact& artifact) {
       return;  // ('module', ...) ids only carry source for a warning
     }
     StorageId id = parse_storage_id(pid);
-    const std::string key = key_string(id.key);
+    const std::string key = storage_key_text(id.key);
     if (!by_key.count(key)) {
       Storage s;
       s.key = key;
@@ -149,7 +145,7 @@ void read_torch_save_legacy(Artifact& artifact) {
   // Walk the raw records in key-list order: int64 element count, then the bytes.
   for (const Value* k : key_list->items) {
     if (!k->is_string() && k->kind != Kind::kInt) throw_corrupt("legacy.keys", "storage key is not a string", keys.offset);
-    const std::string key = key_string(k);
+    const std::string key = storage_key_text(k);
     auto it = by_key.find(key);
     if (it == by_key.end()) {
       throw_corrupt("legacy.unknown-key", "storage key '" + key + "' is not referenced by the pickle, so its "
@@ -187,7 +183,7 @@ void read_torch_save_legacy(Artifact& artifact) {
   std::map<std::string, int> view_index;
   auto resolve = [&](const Value* pid) -> StorageRef {
     StorageId id = parse_storage_id(pid);
-    const std::string key = key_string(id.key);
+    const std::string key = storage_key_text(id.key);
     auto it = by_key.find(key);
     if (it == by_key.end() || artifact.storages[size_t(it->second.index)].offset == 0) {
       throw_corrupt("legacy.missing-storage", "storage '" + key + "' has no data record", pid->offset);
@@ -198,7 +194,7 @@ void read_torch_save_legacy(Artifact& artifact) {
         vm->items[2]->kind != Kind::kInt || vm->items[1]->integer < 0 || vm->items[2]->integer < 0) {
       throw_corrupt("legacy.view", "storage view metadata is not (key, offset, size)", pid->offset);
     }
-    const std::string view_key = key_string(vm->items[0]);
+    const std::string view_key = storage_key_text(vm->items[0]);
     if (auto v = view_index.find(view_key); v != view_index.end()) return {v->second, id.dtype, id.untyped};
     const Storage& base = artifact.storages[size_t(it->second.index)];
     const uint64_t esize = id.untyped ? 1 : dtype_size(id.dtype);

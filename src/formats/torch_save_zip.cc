@@ -16,7 +16,7 @@ void read_torch_save_zip(Artifact& artifact, const std::string& root) {
   artifact.metadata.emplace_back("pickle protocol", std::to_string(pk.protocol()));
   ZipStorageResolver resolve(artifact, [&](const pickle::Value* key) {
     // Keys are opaque strings: "0", "1"... since ~1.10, pointer-like numbers in 1.6-1.9.
-    return root + "data/" + (key->is_string() ? key->text : std::to_string(key->integer));
+    return root + "data/" + storage_key_text(key);
   });
   try {
     collect_tensors(pk, "", resolve, artifact);

@@ -9,11 +9,8 @@ namespace ptpack::formats {
 
 void read_torchscript(Artifact& artifact, const std::string& root) {
   read_version_and_byteorder(artifact, root);
-  auto key_text = [](const pickle::Value* key) {
-    return key->is_string() ? key->text : std::to_string(key->integer);
-  };
   const pickle::Pickle& data = read_pickle_entry(artifact, root + "data.pkl", "");
-  ZipStorageResolver data_storages(artifact, [&](const pickle::Value* k) { return root + "data/" + key_text(k); });
+  ZipStorageResolver data_storages(artifact, [&](const pickle::Value* k) { return root + "data/" + storage_key_text(k); });
   try {
     collect_tensors(data, "", data_storages, artifact);
   } catch (Error& e) {
@@ -21,7 +18,7 @@ void read_torchscript(Artifact& artifact, const std::string& root) {
     throw;
   }
   const pickle::Pickle& constants = read_pickle_entry(artifact, root + "constants.pkl", "constants.pkl");
-  ZipStorageResolver constant_storages(artifact, [&](const pickle::Value* k) { return root + "constants/" + key_text(k); });
+  ZipStorageResolver constant_storages(artifact, [&](const pickle::Value* k) { return root + "constants/" + storage_key_text(k); });
   try {
     collect_tensors(constants, "constants.pkl", constant_storages, artifact);
   } catch (Error& e) {

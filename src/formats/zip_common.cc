@@ -43,8 +43,9 @@ std::string read_text_record(const Artifact& artifact, const std::string& name) 
 }
 
 void read_version_and_byteorder(Artifact& artifact, const std::string& root) {
-  std::string version = read_text_record(artifact, root + "version");
-  if (version.empty()) version = read_text_record(artifact, root + ".data/version");
+  // As PyTorchStreamReader: .data/version first, then version.
+  std::string version = read_text_record(artifact, root + ".data/version");
+  if (version.empty()) version = read_text_record(artifact, root + "version");
   if (version.empty()) {
     Error e(ErrorCode::kCorrupt, "torch.missing-version",
             "no 'version' or '.data/version' record; PyTorch refuses such archives");
@@ -120,6 +121,10 @@ StorageId parse_storage_id(const Value* pid) {
   id.numel = uint64_t(it[4]->integer);
   if (it.size() > 5 && it[5]->kind != Kind::kNone) id.view_metadata = it[5];
   return id;
+}
+
+std::string storage_key_text(const Value* key) {
+  return key->is_string() ? key->text : std::to_string(key->integer);
 }
 
 StorageRef ZipStorageResolver::operator()(const Value* pid) {

@@ -56,6 +56,9 @@ struct StorageId {
 };
 StorageId parse_storage_id(const pickle::Value* persistent_id);
 
+// A storage key as text: strings as they are, ints in decimal (torch.package uses ints).
+std::string storage_key_text(const pickle::Value* key);
+
 // Marks entry kinds for listing: pickles, storages, sources, the rest as given.
 void classify_entries(Artifact& artifact);
 

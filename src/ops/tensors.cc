@@ -30,7 +30,7 @@ std::string tensors_text(const Artifact& a, bool digest) {
     out += ops::pad(printable(t.path), width) + "  " + ops::pad(std::string(dtype_name(t.dtype)), 9) + "  " +
            ops::pad(ops::int_list_text(t.shape), 18) + "  " + ops::pad(ops::int_list_text(t.stride), 18) + "  " +
            ops::pad(std::to_string(t.offset), 6) + "  " + ops::pad(ops::human_bytes(t.nbytes()), 9);
-    if (digest) out += "  " + (t.storage >= 0 ? tensor_sha256(a, t) : std::string("-"));
+    if (digest) out += "  " + (t.storage >= 0 || t.numel() == 0 ? tensor_sha256(a, t) : std::string("-"));
     if (t.layout != "strided") out += "  (" + t.layout + ")";
     if (!t.quantization.empty()) out += "  (" + t.quantization + ")";
     out += "\n";

@@ -1,5 +1,7 @@
 // The pickle machine: one switch over decoded instructions, checked stack/mark/memo helpers
 // written once. Nothing is imported or called; see pickle.h for what each opcode builds.
+#include <cstdint>
+#include <string_view>
 #include <unordered_map>
 
 #include "pickle/opcodes.h"
@@ -104,23 +106,39 @@ class Reader {
     return v;
   }
 
-  // Python dict semantics: assigning an existing key replaces its value in place.
+  // Python dict semantics: assigning an existing key replaces its value in place. The index
+  // views key text owned by the arena (never copied, so one huge memoised key reused as the key
+  // of many dicts costs nothing); int and bool keys share a map as Python's 1 == True.
+  struct DictIndex {
+    std::unordered_map<std::string_view, size_t> strings;
+    std::unordered_map<int64_t, size_t> ints;
+    size_t none = SIZE_MAX;
+  };
   void set_item(Value* target, Value* key, Value* value, std::string_view op) {
     if (target->kind != Kind::kDict && target->kind != Kind::kObject) {
       throw_corrupt("pickle.bad-target", std::string(op) + " on a value that is not a dict", at_);
     }
-    std::string canon;
-    if (key->kind == Kind::kString) canon = "s" + key->text;
-    else if (key->kind == Kind::kInt) canon = "i" + std::to_string(key->integer);
-    else if (key->kind == Kind::kBool) canon = std::string("i") + (key->boolean ? "1" : "0");
-    else if (key->kind == Kind::kNone) canon = "n";
-    if (!canon.empty()) {
-      auto& index = dict_index_[target];
-      auto [it, fresh] = index.emplace(std::move(canon), target->entries.size());
-      if (!fresh) {
-        target->entries[it->second].second = value;
-        return;
-      }
+    size_t* slot = nullptr;
+    bool fresh = true;
+    const size_t next = target->entries.size();
+    if (key->kind == Kind::kString) {
+      auto [it, inserted] = dict_index_[target].strings.emplace(std::string_view(key->text), next);
+      slot = &it->second;
+      fresh = inserted;
+    } else if (key->kind == Kind::kInt || key->kind == Kind::kBool) {
+      const int64_t k = key->kind == Kind::kInt ? key->integer : int64_t(key->boolean);
+      auto [it, inserted] = dict_index_[target].ints.emplace(k, next);
+      slot = &it->second;
+      fresh = inserted;
+    } else if (key->kind == Kind::kNone) {
+      size_t& none = dict_index_[target].none;
+      fresh = none == SIZE_MAX;
+      if (fresh) none = next;
+      slot = &none;
+    }
+    if (slot && !fresh) {
+      target->entries[*slot].second = value;
+      return;
     }
     target->entries.emplace_back(key, value);
   }
@@ -358,7 +376,7 @@ class Reader {
   std::vector<Value*> stack_;
   std::vector<size_t> marks_;
   std::unordered_map<uint64_t, Value*> memo_;
-  std::unordered_map<const Value*, std::unordered_map<std::string, size_t>> dict_index_;
+  std::unordered_map<const Value*, DictIndex> dict_index_;
   uint64_t at_ = 0;
 };
 

@@ -255,6 +255,10 @@ ZipArchive ZipArchive::open(SourcePtr source) {
       throw_unsupported("zip.encrypted", "entry '" + e.name + "' is encrypted");
     }
     resolve_local_header(src, e, end.cd_offset);
+    if (e.method == kMethodStored && e.compressed_size != e.size) {
+      fail("zip.stored-size", "stored record declares " + std::to_string(e.size) + " bytes but holds " +
+           std::to_string(e.compressed_size), e.header_offset, e.name);
+    }
     if (e.method == kMethodDeflate && e.size / limits::kMaxCompressionRatio > e.compressed_size) {
       fail("zip.bomb", "claims " + std::to_string(e.size) + " bytes from " +
            std::to_string(e.compressed_size) + " compressed: beyond deflate's maximum ratio",

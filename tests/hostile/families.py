@@ -728,6 +728,38 @@ def index_cases(ctx):
 
 # ==========================================================================================
 
+# ==========================================================================================
+# 8. Regressions from the code review of 2026-11-22 (each was a crash, a blow-up or a wrong accept)
+
+def _stored_size_lies():
+    """A stored record whose central directory declares 20 bytes but that holds 16: reading it
+    must not run into the next record."""
+    data = bytearray(one_tensor_zip())
+    name = b"archive/data/0"
+    at = data.rfind(b"PK\x01\x02", 0, data.rfind(name))  # its central directory entry
+    struct.pack_into("<I", data, at + 24, 20)
+    return bytes(data)
+
+
+def regression_cases(ctx):
+    big_key = b"X" + struct.pack("<I", 4 << 20) + b"k" * (4 << 20) + b"q\x00"
+    path_key = b"X" + struct.pack("<I", 1 << 20) + b"p" * (1 << 20) + b"q\x00"
+    specs = [
+        ("from-type-v2-cycle", b"\x80\x02ctorch._tensor\n_rebuild_from_type_v2\nq\x00]q\x01(h\x00Nh\x01eR.",
+         Expect(ANY, info=invalid("kMaxNestingDepth"))),
+        ("memoised-4MiB-key-in-300-dicts",
+         lambda: b"\x80\x02" + big_key + b"0]" + b"}h\x00Ns" * 300 + b".", Expect(ANY)),
+        ("memoised-1MiB-key-50-levels",
+         lambda: b"\x80\x02" + path_key + b"0" + b"}h\x00" * 50 + b"N" + b"s" * 50 + b".",
+         Expect(ANY, info=invalid("kMaxPathBytes"))),
+        ("json-number-1e400", safetensors_bytes('{"a":1e400}'), Expect(invalid("safetensors.json"))),
+        ("stride-overflow", safetensors_bytes({"t": {"dtype": "F32", "shape": [0, 1 << 62, 4], "data_offsets": [0, 0]}}),
+         Expect(invalid("size-overflow"))),
+        ("stored-size-lies", _stored_size_lies, Expect(invalid("zip.stored-size"))),
+    ]
+    return [Case("regression", name, blob(data, "input.pt"), expect) for name, data, expect in specs]
+
+
 GROUPS = [
     ("truncate", truncate_cases),
     ("bitflip", bitflip_cases),
@@ -736,5 +768,6 @@ GROUPS = [
     ("pickle", pickle_cases),
     ("safetensors", safetensors_cases),
     ("index", index_cases),
+    ("regression", regression_cases),
 ]
 SEEDED_GROUPS = {"truncate", "bitflip", "metaflip"}
