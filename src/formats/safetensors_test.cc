@@ -101,6 +101,14 @@ TEST_F(Safetensors, DeepJsonIsRefusedBeforeParsing) {
   fails(safetensors(deep, 0), "kMaxJsonDepth");
 }
 
+// Regression (found by fuzz_safetensors and by review): a number beyond double range made the
+// JSON library throw out_of_range, which escaped as an internal error.
+TEST_F(Safetensors, NumberOutOfRangeIsCorrupt) {
+  fails(safetensors(R"({"a":{"dtype":"I64","shape":[88888888888888888888888],"data_offsets":[0,8]}})", 8),
+        "safetensors.bad-field");  // parsed as a double: not an integer
+  fails(safetensors(R"({"__metadata__":{"x":"y"},"n":1e400})", 0), "safetensors.json");
+}
+
 TEST_F(Safetensors, ErrorsNameTheFileAndTensor) {
   Error e = fails(safetensors(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}})", 4), "safetensors.size-mismatch");
   EXPECT_NE(std::string(e.what()).find("m.safetensors"), std::string::npos);
