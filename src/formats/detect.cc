@@ -119,14 +119,19 @@ void fill(Artifact& artifact) {
 
 namespace formats {
 
+std::span<const uint8_t> pickle_bytes_at(const ByteSource& source, uint64_t offset, std::vector<uint8_t>& copy) {
+  const uint64_t n = std::min<uint64_t>(source.size() - offset, limits::kMaxPickleBytes);
+  if (auto v = source.view(offset, n)) return *v;  // mapped: only the pages the pickle spans are touched
+  copy = source.read_vector(offset, n);
+  return copy;
+}
+
 // A bare pickle (pickle.dump output, or a .pkl pulled out of an archive): its values can be
 // shown, but persistent ids cannot be resolved, so tensors are not listed.
 void read_bare_pickle(Artifact& artifact) {
   const ByteSource& src = *artifact.sources[0];
-  const uint64_t n = std::min<uint64_t>(src.size(), limits::kMaxPickleBytes);
   std::vector<uint8_t> copy;
-  std::span<const uint8_t> bytes;
-  if (auto v = src.view(0, n)) bytes = *v; else { copy = src.read_vector(0, n); bytes = copy; }
+  const std::span<const uint8_t> bytes = pickle_bytes_at(src, 0, copy);
   pickle::Pickle pk;
   try {
     pk = pickle::read_pickle(bytes);

@@ -3,12 +3,19 @@
 #pragma once
 
 #include <memory>
+#include <span>
+#include <vector>
 #include <string>
 
 #include "ptpack/artifact.h"
 #include "ptpack/zip.h"
 
 namespace ptpack::formats {
+
+// The bytes of a pickle that starts at `offset` (at most kMaxPickleBytes, up to the end of the
+// source): a view of a mapped source, parsed in place; else a copy into `copy`.
+std::span<const uint8_t> pickle_bytes_at(const ByteSource& source, uint64_t offset,
+                                         std::vector<uint8_t>& copy);
 
 // Zip-based formats: `artifact.archive` is open and `artifact.entries` listed.
 void read_torch_save_zip(Artifact& artifact, const std::string& root);

@@ -11,10 +11,6 @@
 namespace ptpack::formats {
 namespace {
 
-bool ends_with(const std::string& s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 // Mocked modules are written as _MOCK_IMPL source, which imports MockedObject from `_mock`.
 bool is_mock_source(const Artifact& artifact, const zip::ZipEntry& e) {
   if (e.size > 4096) return false;
@@ -39,9 +35,9 @@ void read_torch_package(Artifact& artifact, const std::string& root) {
   for (const auto& e : artifact.archive->entries()) {
     if (e.name.rfind(root, 0) != 0) continue;
     const std::string rel = e.name.substr(root.size());
-    if (ends_with(rel, ".pkl")) {
+    if (rel.ends_with(".pkl")) {
       pickles.push_back(e.name);
-    } else if (ends_with(rel, ".py") && rel.rfind(".data/", 0) != 0) {
+    } else if (rel.ends_with(".py") && rel.rfind(".data/", 0) != 0) {
       sources.push_back(rel);
       if (is_mock_source(artifact, e)) mocked.push_back(rel);
     }

@@ -37,15 +37,8 @@ Region read_region(const ByteSource& src, uint64_t offset, const char* what) {
   if (offset >= src.size()) {
     throw_corrupt("legacy.truncated", std::string("file ends before the ") + what, offset);
   }
-  const uint64_t n = std::min<uint64_t>(src.size() - offset, limits::kMaxPickleBytes);
   std::vector<uint8_t> copy;
-  std::span<const uint8_t> bytes;
-  if (auto v = src.view(offset, n)) {
-    bytes = *v;  // mapped: parse in place, touching only the pages the pickle spans
-  } else {
-    copy = src.read_vector(offset, n);
-    bytes = copy;
-  }
+  const std::span<const uint8_t> bytes = pickle_bytes_at(src, offset, copy);
   try {
     return {offset, pickle::read_pickle(bytes)};
   } catch (Error& e) {
@@ -165,7 +158,7 @@ void read_torch_save_legacy(Artifact& artifact) {
       e.add_offset(pos);
       throw e;
     }
-    if (src.size() - pos - 8 < nbytes || src.size() < pos + 8) {
+    if (nbytes > src.size() - pos - 8) {  // read_at above guarantees pos + 8 <= size
       Error e(ErrorCode::kCorrupt, "legacy.truncated", "storage data runs past the end of the file");
       e.add_entry(s.entry);
       e.add_offset(pos);

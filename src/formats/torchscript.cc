@@ -27,8 +27,7 @@ void read_torchscript(Artifact& artifact, const std::string& root) {
   }
   size_t code_files = 0;
   for (const auto& e : artifact.entries) {
-    if (e.name.rfind(root + "code/", 0) == 0 && e.name.size() > 3 &&
-        e.name.compare(e.name.size() - 3, 3, ".py") == 0) {
+    if (e.name.rfind(root + "code/", 0) == 0 && e.name.ends_with(".py")) {
       ++code_files;
     }
   }

@@ -174,9 +174,7 @@ StorageRef ZipStorageResolver::operator()(const Value* pid) {
 void classify_entries(Artifact& artifact) {
   for (auto& e : artifact.entries) {
     const std::string& n = e.name;
-    auto ends_with = [&](std::string_view s) {
-      return n.size() >= s.size() && n.compare(n.size() - s.size(), s.size(), s) == 0;
-    };
+    auto ends_with = [&](std::string_view s) { return n.ends_with(s); };
     if (ends_with(".pkl")) e.kind = Entry::Kind::kPickle;
     else if (ends_with(".py")) e.kind = Entry::Kind::kSource;
     else if (ends_with("/version") || ends_with("/byteorder") || ends_with("/.format_version") ||
