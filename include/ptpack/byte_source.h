@@ -36,6 +36,8 @@ class ByteSource {
   // touched), so streaming a large file through views keeps resident memory bounded.
   virtual void release(uint64_t offset, uint64_t length) const;
 
+  // The open file descriptor behind a file source (for kernel-side copies), -1 for others.
+  virtual int file_descriptor() const { return -1; }
   // Reads [offset, offset + length) into a new buffer (view when mapped, copy otherwise).
   std::vector<uint8_t> read_vector(uint64_t offset, uint64_t length) const;
 

@@ -134,6 +134,8 @@ class FileSource final : public ByteSource {
     return std::span<const uint8_t>(map_ + offset, length);
   }
 
+  int file_descriptor() const override { return fd_; }
+
   void release(uint64_t offset, uint64_t length) const override {
     if (!map_ || offset >= size_) return;
     length = std::min(length, size_ - offset);

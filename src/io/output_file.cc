@@ -1,0 +1,193 @@
+#include "ptpack/output_file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <random>
+
+#include "ptpack/error.h"
+
+namespace ptpack {
+
+namespace {
+
+constexpr size_t kBufferBytes = 1 << 20;
+constexpr uint64_t kCopyChunk = uint64_t{64} << 20;  // kernel copies per call (progress, signals)
+
+[[noreturn]] void throw_io(const std::string& path, const std::string& what, int err) {
+  Error e(err == ENOENT ? ErrorCode::kNotFound : ErrorCode::kIo, "io.write",
+          what + ": " + std::strerror(err));
+  e.add_file(path);
+  throw e;
+}
+
+std::string directory_of(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+std::string base_name(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+void fsync_directory(const std::string& directory) {
+  const int dir = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) throw_io(directory, "cannot open directory to sync it", errno);
+  const int rc = ::fsync(dir);
+  const int err = errno;
+  ::close(dir);
+  // Some filesystems refuse fsync on directories (EINVAL); the rename is still in place.
+  if (rc != 0 && err != EINVAL) throw_io(directory, "cannot sync directory", err);
+}
+
+}  // namespace
+
+bool is_directory(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+OutputFile::OutputFile(std::string destination)
+    : destination_(std::move(destination)), directory_(directory_of(destination_)) {
+  if (destination_.empty() || destination_.back() == '/' || is_directory(destination_)) {
+    Error e(ErrorCode::kInvalidArgument, "io.destination", "is a directory, not a file name");
+    e.add_file(destination_);
+    throw e;
+  }
+  // Unnamed until commit(): a killed process leaves nothing behind.
+  fd_ = ::open(directory_.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
+  if (fd_ < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+    std::random_device random;
+    for (int attempt = 0; attempt < 100 && fd_ < 0; ++attempt) {
+      char suffix[16];
+      std::snprintf(suffix, sizeof suffix, "%08x", random());
+      temp_name_ = directory_ + "/." + base_name(destination_) + ".ptpack-" + suffix;
+      fd_ = ::open(temp_name_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+      if (fd_ < 0 && errno != EEXIST) break;
+    }
+  }
+  if (fd_ < 0) throw_io(destination_, "cannot create the output in " + directory_, errno);
+  buffer_.reserve(kBufferBytes);
+}
+
+OutputFile::~OutputFile() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!committed_ && !temp_name_.empty()) ::unlink(temp_name_.c_str());
+}
+
+void OutputFile::write_direct(const uint8_t* data, size_t size) {
+  while (size > 0) {
+    const ssize_t n = ::write(fd_, data, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw_io(destination_, "write failed", errno);
+    data += n;
+    size -= size_t(n);
+  }
+}
+
+void OutputFile::flush() {
+  if (!buffer_.empty()) write_direct(buffer_.data(), buffer_.size());
+  buffer_.clear();
+}
+
+void OutputFile::write(std::span<const uint8_t> bytes) {
+  position_ += bytes.size();
+  if (buffer_.size() + bytes.size() <= kBufferBytes) {
+    buffer_.insert(buffer_.end(), bytes.begin(), bytes.end());
+    return;
+  }
+  flush();
+  if (bytes.size() >= kBufferBytes) {
+    write_direct(bytes.data(), bytes.size());
+  } else {
+    buffer_.insert(buffer_.end(), bytes.begin(), bytes.end());
+  }
+}
+
+void OutputFile::write_zeros(uint64_t count) {
+  static const uint8_t kZeros[4096] = {};
+  while (count > 0) {
+    const uint64_t n = std::min<uint64_t>(count, sizeof kZeros);
+    write(std::span(kZeros, size_t(n)));
+    count -= n;
+  }
+}
+
+void OutputFile::copy_from(const ByteSource& source, uint64_t offset, uint64_t length) {
+  if (length == 0) return;
+  if (offset > source.size() || length > source.size() - offset) {
+    throw_corrupt("read-past-end", "copy of " + std::to_string(length) + " bytes at " +
+                  std::to_string(offset) + " runs past the end of " + source.name());
+  }
+  const int in = source.file_descriptor();
+  if (in >= 0) {
+    flush();
+    loff_t in_offset = loff_t(offset);
+    uint64_t left = length;
+    while (left > 0) {
+      const ssize_t n = ::copy_file_range(in, &in_offset, fd_, nullptr,
+                                          size_t(std::min(left, kCopyChunk)), 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;  // EXDEV, ENOSYS, EINVAL...: finish with plain writes below
+      left -= uint64_t(n);
+      position_ += uint64_t(n);
+    }
+    offset = uint64_t(in_offset);
+    length = left;
+  }
+  // Through user space: a mapped view (released as it goes) or a bounded buffer.
+  std::vector<uint8_t> chunk;
+  while (length > 0) {
+    const uint64_t n = std::min<uint64_t>(length, uint64_t{8} << 20);
+    if (auto view = source.view(offset, n)) {
+      write(*view);
+      source.release(offset, n);
+    } else {
+      chunk.resize(size_t(n));
+      source.read_at(offset, chunk);
+      write(chunk);
+    }
+    offset += n;
+    length -= n;
+  }
+}
+
+void OutputFile::commit() {
+  flush();
+  if (::fsync(fd_) != 0) throw_io(destination_, "cannot sync the output", errno);
+  if (temp_name_.empty()) {
+    // Give the unnamed file a hidden name, then rename it over the destination atomically
+    // (linkat cannot replace an existing file).
+    std::random_device random;
+    int rc = -1;
+    std::string name;
+    for (int attempt = 0; attempt < 100 && rc != 0; ++attempt) {
+      char suffix[16];
+      std::snprintf(suffix, sizeof suffix, "%08x", random());
+      name = directory_ + "/." + base_name(destination_) + ".ptpack-" + suffix;
+      const std::string proc = "/proc/self/fd/" + std::to_string(fd_);
+      rc = ::linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, name.c_str(), AT_SYMLINK_FOLLOW);
+      if (rc != 0 && errno != EEXIST) throw_io(destination_, "cannot name the output", errno);
+    }
+    if (rc != 0) throw_io(destination_, "cannot name the output", EEXIST);
+    temp_name_ = name;
+  }
+  if (::rename(temp_name_.c_str(), destination_.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(temp_name_.c_str());
+    temp_name_.clear();
+    throw_io(destination_, "cannot move the output into place", err);
+  }
+  committed_ = true;
+  ::close(fd_);
+  fd_ = -1;
+  fsync_directory(directory_);
+}
+
+}  // namespace ptpack
