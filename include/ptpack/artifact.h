@@ -76,6 +76,7 @@ struct Tensor {
   std::string layout = "strided";  // or the sparse/nested layout this is a component of
   std::string quantization;        // quantized tensors: "per_tensor_affine(scale=.., zero_point=..)"
   std::string device;              // device tag of its storage ("cpu", "cuda:0", "meta")
+  uint32_t rebuild_value = 0;      // Value::id of the outermost rebuild call in its pickle
 
   uint64_t numel() const;
   uint64_t nbytes() const { return dtype_bytes(dtype, numel()); }

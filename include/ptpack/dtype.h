@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string_view>
 
 namespace ptpack {
@@ -43,5 +44,20 @@ inline uint64_t dtype_bytes(DType d, uint64_t count) {
 std::optional<DType> dtype_from_name(std::string_view torch_name);              // "float32"
 std::optional<DType> dtype_from_storage_class(std::string_view storage_class);  // "FloatStorage"
 std::optional<DType> dtype_from_safetensors(std::string_view code);             // "F32"
+
+
+// --- Casting floating elements (ptpack convert --dtype) --------------------------------------
+// Conversions follow torch's CPU Tensor.to(dtype) bit for bit on every non-NaN value: round to
+// nearest even; float64 -> float16/bfloat16 goes through float32 as c10::Half/BFloat16 do;
+// overflow gives infinity, float16 keeps subnormals. NaN stays NaN (bfloat16: 0x7FC0, torch's
+// scalar path; its vector path writes 0xFFFF, so torch itself is not consistent there).
+
+// True for the types cast_elements reads: float64/32/16, bfloat16 and the float8 types.
+bool is_castable_float(DType dtype);
+// True for the types cast_elements writes: float64, float32, float16, bfloat16.
+bool is_cast_target(DType dtype);
+// Converts in.size() / dtype_size(from) little-endian elements of `from` into `out`, which holds
+// as many elements of `to`. Throws Error(kInvalidArgument) for types outside the sets above.
+void cast_elements(DType from, DType to, std::span<const uint8_t> in, std::span<uint8_t> out);
 
 }  // namespace ptpack

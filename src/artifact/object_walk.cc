@@ -140,9 +140,14 @@ class Walker {
   }
 
   void visit_object(const Value* v, int depth, bool leaves) {
-    if (v->callable && v->callable->kind == Kind::kGlobal &&
-        rebuild(v->callable, tuple_items(v->args), depth)) {
-      return;
+    if (v->callable && v->callable->kind == Kind::kGlobal) {
+      // Tensors made inside a rebuild call (a Parameter's inner tensor, sparse components)
+      // remember the outermost call, which is what a writer replaces with a tensor.
+      const Value* outer = rebuild_call_;
+      if (!outer) rebuild_call_ = v;
+      const bool handled = rebuild(v->callable, tuple_items(v->args), depth);
+      rebuild_call_ = outer;
+      if (handled) return;
     }
     if (is_container_global(v->callable)) {
       // OrderedDict: its contents are the SETITEMs; a BUILD state on it is state_dict()'s
@@ -291,6 +296,7 @@ class Walker {
     if (artifact_->tensors.size() >= limits::kMaxTensors) {
       throw_limit("kMaxTensors", "more than " + std::to_string(limits::kMaxTensors) + " tensors");
     }
+    if (rebuild_call_) t.rebuild_value = rebuild_call_->id;
     artifact_->tensors.push_back(std::move(t));
   }
 
@@ -433,6 +439,7 @@ class Walker {
   std::string label_;
   size_t max_values_;
   uint64_t steps_ = 0;
+  const Value* rebuild_call_ = nullptr;  // the outermost rebuild call being walked
   std::vector<bool> on_path_;  // by value id: on the current path (cycle detection)
   std::string path_;           // the current path, extended and restored level by level
   std::vector<LeafValue> values_;

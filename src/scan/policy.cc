@@ -104,10 +104,6 @@ bool is_plain_qualname(std::string_view s) {
   }
 }
 
-Policy make_weights() {
-  Policy p;
-  return p;
-}
 
 }  // namespace
 

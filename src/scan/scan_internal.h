@@ -12,6 +12,7 @@
 #include <tuple>
 #include <vector>
 
+#include "ptpack/artifact.h"
 #include "ptpack/byte_source.h"
 #include "ptpack/scan.h"
 
@@ -85,8 +86,29 @@ PickleScanResult scan_pickle_stream(std::span<const uint8_t> data, const PickleS
 
 // Scans any artifact held by `source` (format sniffed from content). `prefix` is prepended to
 // entry names ("" for the file itself, "outer/entry!" when nested). Sets the report's format
-// when depth == 0. Returns false when the content is no format at all (depth 0: verdict error).
-bool scan_container(const SourcePtr& source, const std::string& prefix, int depth, Collector& out);
+// when depth == 0. Returns why, when the content is no format at all (depth 0: verdict error).
+std::optional<std::string> scan_container(const SourcePtr& source, const std::string& prefix, int depth, Collector& out);
+
+// The zip walkers (zip_scan.cc): the strict reader first; when it refuses the archive, a
+// lenient walk over local headers (what Python's zipfile or a forgiving loader could accept).
+void scan_zip(const SourcePtr& source, const std::string& prefix, int depth, Collector& out);
+void scan_zip_relaxed(const SourcePtr& source, uint64_t begin, uint64_t end, const std::string& prefix,
+                      int depth, Collector& out);
+
+// Scans bytes found inside another artifact (a pickle's bytes value, a zip record): a pickle
+// stream or any container, one level deeper.
+void scan_blob(std::vector<uint8_t> bytes, const std::string& name, int depth, Collector& out);
+NestedFn nested_scanner(Collector& out);
+
+// Opens the file with ptpack's readers (the same checks `ptpack info` applies): a reader refusing
+// a file the scanner could walk means sizes or structure do not add up (an unsafe finding;
+// an unsupported feature is a warning). Reader notes become info findings.
+std::optional<Artifact> check_with_reader(const SourcePtr& source, const std::string& prefix, Collector& out);
+
+// True for bytes that start a pickle: PROTO 0..5.
+bool starts_pickle(std::span<const uint8_t> head);
+bool starts_zip(std::span<const uint8_t> head);
+bool starts_legacy(std::span<const uint8_t> head);
 
 // Module names imported by Python source (`import a.b`, `from a import b`), in order, unique.
 std::vector<std::string> python_imports(std::string_view source);

@@ -15,6 +15,7 @@ void add_ls_command(CLI::App& app, int& exit_code);
 void add_tensors_command(CLI::App& app, int& exit_code);
 void add_dis_command(CLI::App& app, int& exit_code);
 void add_verify_command(CLI::App& app, int& exit_code);
+void add_scan_command(CLI::App& app, int& exit_code);
 
 // Writes text to stdout in full.
 void print(const std::string& text);
