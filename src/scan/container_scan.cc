@@ -187,7 +187,16 @@ std::optional<std::string> scan_container(const SourcePtr& src, const std::strin
   const bool safetensors = head.size() >= 9 && head[8] == '{';
   if (safetensors || (ws < head.size() && head[ws] == '{')) {
     set_format(safetensors ? "safetensors" : "safetensors_index");
-    if (depth == 0 || safetensors) check_with_reader(src, prefix, out);
+    try {
+      for (const auto& note : read_artifact(src).notes) {
+        out.add(Severity::kInfo, "scan.reader-note", prefix.empty() ? "file" : prefix, std::nullopt, note);
+      }
+    } catch (const Error& e) {
+      // No pickle, nothing that could run: a file that does not parse cannot be scanned (error),
+      // whether a broken safetensors file or JSON that is no index.
+      if (depth == 0) return std::string(e.what());
+      out.add(Severity::kWarning, "scan.reader-refused", prefix, e.offset(), e.detail() + " [" + e.rule() + "]");
+    }
     return std::nullopt;
   }
   // A bare pickle stream.

@@ -220,7 +220,7 @@ class Machine {
     if (!o_.nested) return;
     const std::string name = o_.entry + "#" + how + "@" + std::to_string(where());
     out_.add(Severity::kWarning, "scan.nested-artifact", o_.entry, where(),
-             std::string("a ") + how + " value holds a pickle or an archive; scanned as '" + name + "'");
+             std::string("a value (") + how + ") holds a pickle or an archive; scanned as '" + name + "'");
     o_.nested(std::move(bytes), name, o_.depth + 1);
   }
 
@@ -374,6 +374,13 @@ class Machine {
       case Op::kBinPersId: {
         SymPtr pid = pop();
         persistent_load(*pid);
+        // Legacy torch.save writes a pickled module's class as ('module', cls, source_file,
+        // source); torch's persistent_load returns cls (torch/serialization.py _legacy_load).
+        if (pid->kind == K::kTuple && pid->items.size() == 4 && pid->items[0]->kind == K::kString &&
+            pid->items[0]->text == "module" && pid->items[1]->kind == K::kGlobal) {
+          push(pid->items[1]);
+          break;
+        }
         SymPtr r = make(K::kResult);
         r->tree = add_sat(1, pid->tree);
         push(std::move(r));

@@ -13,17 +13,18 @@ void add_scan_command(CLI::App& app, int& exit_code) {
       "allowlist; report structural red flags. Never executes anything. Exit 0 all safe, 1 any "
       "unsafe, 2 any error");
   auto paths = std::make_shared<std::vector<std::string>>();
-  auto policy_args = std::make_shared<std::vector<std::string>>();
+  auto policy_name = std::make_shared<std::string>("weights");
+  auto policy_file = std::make_shared<std::string>();
   auto json = std::make_shared<bool>(false);
   auto recursive = std::make_shared<bool>(false);
   auto verbose = std::make_shared<bool>(false);
   auto quiet = std::make_shared<bool>(false);
   auto jobs = std::make_shared<int>(0);
   cmd->add_option("PATH", *paths, "Files to scan (directories with --recursive)");
-  cmd->add_option("--policy", *policy_args,
+  cmd->add_option("--policy", *policy_name,
                   "weights (default: what torch.load(weights_only=True) allows), torch (adds what "
-                  "torch.package and TorchScript use), or custom FILE (a JSON policy, see docs/cli.md)")
-      ->expected(1, 2);
+                  "torch.package and TorchScript use), custom (with --policy-file), or a policy FILE");
+  cmd->add_option("--policy-file", *policy_file, "A JSON policy extending weights or torch (docs/cli.md)");
   cmd->add_flag("--json", *json, "Machine-readable output (schema in docs/cli.md)");
   cmd->add_flag("-r,--recursive", *recursive, "Scan the files under directories");
   cmd->add_flag("-v,--verbose", *verbose, "Also list every global and call, allowed or not");
@@ -31,25 +32,22 @@ void add_scan_command(CLI::App& app, int& exit_code) {
   cmd->add_option("-j,--jobs", *jobs, "Files scanned in parallel (default: one per core)")
       ->check(CLI::Range(1, 256));
   cmd->callback([=, &exit_code] {
-    // --policy takes one value, or two for `custom FILE`; a second value after weights/torch is
-    // a path that the option swallowed.
+    // --policy weights|torch|custom (custom needs --policy-file); any other value is a FILE.
     scan::Policy policy = scan::Policy::weights();
-    std::vector<std::string> files = *paths;
-    if (!policy_args->empty()) {
-      const std::string& kind = (*policy_args)[0];
-      if (kind == "custom") {
-        if (policy_args->size() != 2) {
-          throw Error(ErrorCode::kInvalidArgument, "cli.usage", "--policy custom needs a policy FILE");
-        }
-        policy = scan::Policy::from_file((*policy_args)[1]);
-      } else {
-        if (kind == "torch") policy = scan::Policy::torch();
-        else if (kind != "weights") {
-          throw Error(ErrorCode::kInvalidArgument, "cli.usage",
-                      "--policy must be weights, torch or custom FILE, not '" + printable(kind, 80) + "'");
-        }
-        if (policy_args->size() == 2) files.insert(files.begin(), (*policy_args)[1]);
+    const std::vector<std::string>& files = *paths;
+    std::string file = *policy_file;
+    if (*policy_name == "torch") {
+      policy = scan::Policy::torch();
+    } else if (*policy_name != "weights" && *policy_name != "custom") {
+      file = *policy_name;
+    } else if (*policy_name == "custom" && file.empty()) {
+      throw Error(ErrorCode::kInvalidArgument, "cli.usage", "--policy custom needs --policy-file FILE");
+    }
+    if (!file.empty()) {
+      if (*policy_name != "custom" && *policy_name != file) {
+        throw Error(ErrorCode::kInvalidArgument, "cli.usage", "--policy-file goes with --policy custom");
       }
+      policy = scan::Policy::from_file(file);
     }
     if (files.empty()) throw Error(ErrorCode::kInvalidArgument, "cli.usage", "scan needs at least one PATH");
     scan::ScanOptions options;
