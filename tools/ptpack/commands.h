@@ -15,6 +15,8 @@ void add_ls_command(CLI::App& app, int& exit_code);
 void add_tensors_command(CLI::App& app, int& exit_code);
 void add_dis_command(CLI::App& app, int& exit_code);
 void add_verify_command(CLI::App& app, int& exit_code);
+void add_convert_command(CLI::App& app, int& exit_code);
+void add_diff_command(CLI::App& app, int& exit_code);
 void add_scan_command(CLI::App& app, int& exit_code);
 
 // Writes text to stdout in full.
