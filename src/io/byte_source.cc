@@ -109,7 +109,11 @@ class FileSource final : public ByteSource {
   void read_at(uint64_t offset, std::span<uint8_t> out) const override {
     check_range(offset, out.size());
     if (out.empty()) return;
-    if (map_) {
+    // Small reads (headers, records) use pread even when the file is mapped: touching the mapping
+    // maps whole page-cache folios into the process (up to megabytes per touch on recent
+    // kernels), so scattered header reads of a large checkpoint would show as hundreds of MB of
+    // resident memory. Large reads go through the mapping.
+    if (map_ && out.size() >= (size_t{1} << 20)) {
       std::memcpy(out.data(), map_ + offset, out.size());
       return;
     }
