@@ -61,6 +61,7 @@ std::string convert_report_json(const ConvertReport& report);
 // --- diff -------------------------------------------------------------------------------------
 struct DiffOptions {
   std::optional<std::string> select_a, select_b;  // compare these sub-objects
+  std::vector<std::string> strip_prefixes;         // as convert's --strip-prefix, on both sides
   double atol = 0;  // values whose max abs difference is at most this count as equal
 };
 

@@ -48,12 +48,15 @@ class OutputFile {
  private:
   void flush();
   void write_direct(const uint8_t* data, size_t size);
+  void start_writeback();
 
   std::string destination_;
   std::string directory_;
   std::string temp_name_;  // set only when O_TMPFILE was not available
   int fd_ = -1;
   uint64_t position_ = 0;
+  uint64_t handed_ = 0;     // bytes given to the kernel (written or copied)
+  uint64_t writeback_ = 0;  // of those, bytes already submitted for writeback
   std::vector<uint8_t> buffer_;
   bool committed_ = false;
 };

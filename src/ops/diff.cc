@@ -23,10 +23,16 @@ struct Side {
   std::map<std::string, const Node*> leaves;
 };
 
-void load(Side& side, const std::string& path, const std::optional<std::string>& select) {
+void load(Side& side, const std::string& path, const std::optional<std::string>& select,
+          const std::vector<std::string>& strip_prefixes) {
   side.artifact = open_artifact(path);
   side.tree = build_tree(side.artifact);
   side.object = select ? ops::select_node(side.tree.root, *select) : side.tree.root;
+  if (!strip_prefixes.empty()) {
+    ops::NameEdits edits;
+    edits.strip_prefixes = strip_prefixes;
+    ops::edit_names(side.object, edits);
+  }
   ops::for_each_leaf(side.object, "", [&](const std::string& name, const Node& n) { side.leaves.emplace(name, &n); });
 }
 
@@ -116,13 +122,13 @@ DiffReport diff(const std::string& a_path, const std::string& b_path, const Diff
   r.b = b_path;
   Side a, b;
   try {
-    load(a, a_path, o.select_a);
+    load(a, a_path, o.select_a, o.strip_prefixes);
   } catch (Error& e) {
     e.add_file(a_path);
     throw;
   }
   try {
-    load(b, b_path, o.select_b);
+    load(b, b_path, o.select_b, o.strip_prefixes);
   } catch (Error& e) {
     e.add_file(b_path);
     throw;

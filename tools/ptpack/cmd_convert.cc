@@ -124,6 +124,7 @@ void add_diff_command(CLI::App& app, int& exit_code) {
                                          "shape/dtype changes, value differences; exit 1 when they differ");
   struct Args {
     std::string a, b, select_a, select_b;
+    std::vector<std::string> strips;
     double atol = 0;
     bool json = false;
   };
@@ -132,6 +133,8 @@ void add_diff_command(CLI::App& app, int& exit_code) {
   cmd->add_option("B", args->b, "Second checkpoint")->required();
   auto* sa = cmd->add_option("--select-a", args->select_a, "Compare only the sub-object at PATH of A");
   auto* sb = cmd->add_option("--select-b", args->select_b, "Compare only the sub-object at PATH of B");
+  cmd->add_option("--strip-prefix", args->strips, "Remove this prefix from keys on both sides ('auto' as in convert)")
+      ->take_all();
   cmd->add_option("--atol", args->atol, "Values differing by at most this much count as equal (default 0: exact)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--json", args->json, "Machine-readable report (schema in docs/cli.md)");
@@ -140,6 +143,7 @@ void add_diff_command(CLI::App& app, int& exit_code) {
     if (sa->count()) o.select_a = args->select_a;
     if (sb->count()) o.select_b = args->select_b;
     o.atol = args->atol;
+    o.strip_prefixes = args->strips;
     const DiffReport r = diff(args->a, args->b, o);
     print(args->json ? diff_report_json(r) : diff_report_text(r));
     exit_code = r.same() ? 0 : 1;
