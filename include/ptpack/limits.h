@@ -27,6 +27,9 @@ inline constexpr uint64_t kMaxMemoIndex = 100'000'000;     // memo keys above th
 // Walking value trees (they are DAGs through the memo and may even hold cycles)
 inline constexpr int kMaxNestingDepth = 512;
 inline constexpr uint64_t kMaxWalkSteps = 20'000'000;  // nodes visited by one walk
+// Nodes of a plain-data tree built for writing (~130 B each; memo-shared values are copied per
+// path, so a hostile pickle could otherwise expand a small file into gigabytes of tree).
+inline constexpr uint64_t kMaxTreeNodes = 6'000'000;  // ~720 MB; 1M tensors need ~2.5M
 inline constexpr uint64_t kMaxPathBytes = 64 << 10;  // one tensor or value path
 inline constexpr uint64_t kMaxTensors = 1'000'000;     // tensors listed for one artifact (~250 B each)
 

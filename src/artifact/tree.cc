@@ -86,9 +86,9 @@ class Builder {
   }
 
   std::optional<Node> convert(const Value* v, const std::string& path, int depth) {
-    if (++steps_ > limits::kMaxWalkSteps) {
-      throw_limit("kMaxWalkSteps", "object graph expands beyond " + std::to_string(limits::kMaxWalkSteps) +
-                  " visits (memo amplification?)", v->offset);
+    if (++steps_ > limits::kMaxTreeNodes) {
+      throw_limit("kMaxTreeNodes", "the object expands to more than " + std::to_string(limits::kMaxTreeNodes) +
+                  " values (memo amplification?)", v->offset);
     }
     if (depth > limits::kMaxNestingDepth) {
       throw_limit("kMaxNestingDepth", "objects nest deeper than " + std::to_string(limits::kMaxNestingDepth) +
