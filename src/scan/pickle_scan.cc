@@ -205,7 +205,7 @@ class Machine {
       }
       default:
         out_.add(Severity::kUnsafe, "scan.unresolved-callable", o_.entry, where(),
-                 std::string(kind) + " calls a " + std::string(kind_name(callable->kind)) +
+                 std::string(kind) + " calls " + std::string(callable->kind == Sym::Kind::kUnresolved ? "an " : "a ") + std::string(kind_name(callable->kind)) +
                      ", not a named global");
         break;
     }

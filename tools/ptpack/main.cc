@@ -28,6 +28,8 @@ int main(int argc, char** argv) {
   ptpack::cli::add_tensors_command(app, exit_code);
   ptpack::cli::add_dis_command(app, exit_code);
   ptpack::cli::add_verify_command(app, exit_code);
+  ptpack::cli::add_convert_command(app, exit_code);
+  ptpack::cli::add_diff_command(app, exit_code);
   ptpack::cli::add_scan_command(app, exit_code);
   try {
     app.parse(argc, argv);
