@@ -81,6 +81,7 @@ class Builder {
       const Tensor& t = artifact.tensors[i];
       tensor_of_.emplace(t.rebuild_value, i);               // the first one made by each call
       by_path_.emplace_back(t.path, i);
+      paths_.push_back(t.path);
     }
     std::sort(by_path_.begin(), by_path_.end());
   }
@@ -203,10 +204,16 @@ class Builder {
     }
     // Any other object: its tensors, named as state_dict() would name them, or nothing.
     const std::string prefix = path.empty() ? "" : path + ".";
-    Node n = Node::dict(true);
+    // In the order the walker met them, which for a Module is state_dict()'s order.
+    std::vector<size_t> found;
     for (auto it = std::lower_bound(by_path_.begin(), by_path_.end(), std::make_pair(prefix, size_t{0}));
          it != by_path_.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it) {
-      n.entries.emplace_back(Node::string(it->first.substr(prefix.size())), Node::tensor(it->second));
+      found.push_back(it->second);
+    }
+    std::sort(found.begin(), found.end());
+    Node n = Node::dict(true);
+    for (size_t index : found) {
+      n.entries.emplace_back(Node::string(paths_[index].substr(prefix.size())), Node::tensor(index));
     }
     if (n.entries.empty()) return drop(path.empty() ? "(root)" : path, describe(v));
     note("'" + (path.empty() ? std::string("(root)") : path) + "': " + describe(v) + " written as an OrderedDict of its " +
@@ -216,7 +223,8 @@ class Builder {
 
   Tree& tree_;
   std::unordered_map<uint32_t, size_t> tensor_of_;
-  std::vector<std::pair<std::string, size_t>> by_path_;
+  std::vector<std::pair<std::string, size_t>> by_path_;  // sorted, for prefix lookups
+  std::vector<std::string> paths_;                        // by tensor index
   std::vector<bool> on_path_;
   uint64_t steps_ = 0;
 };

@@ -213,6 +213,33 @@ PtPlanResult plan_torch_save(const Artifact& a, Node root, const ConvertOptions&
 
 // --- safetensors plan ------------------------------------------------------------------------
 
+// Python's str() of an integer pickled as little-endian two's complement (LONG1): JSON numbers
+// cannot hold more than 64 bits, so the value is kept exactly as a decimal string.
+std::string big_integer_text(const std::string& le) {
+  std::vector<uint8_t> magnitude(le.begin(), le.end());
+  const bool negative = !magnitude.empty() && (magnitude.back() & 0x80);
+  if (negative) {  // two's complement negation
+    bool carry = true;
+    for (uint8_t& b : magnitude) {
+      b = uint8_t(~b + (carry ? 1 : 0));
+      carry = carry && b == 0;
+    }
+  }
+  std::string digits;
+  while (std::any_of(magnitude.begin(), magnitude.end(), [](uint8_t b) { return b != 0; })) {
+    uint32_t rest = 0;
+    for (size_t i = magnitude.size(); i-- > 0;) {  // divide by 10, most significant byte first
+      const uint32_t cur = (rest << 8) | magnitude[i];
+      magnitude[i] = uint8_t(cur / 10);
+      rest = cur % 10;
+    }
+    digits.push_back(char('0' + rest));
+  }
+  if (digits.empty()) digits = "0";
+  if (negative) digits.push_back('-');
+  return std::string(digits.rbegin(), digits.rend());
+}
+
 nlohmann::json value_json(const Node& n) {
   switch (n.kind) {
     case Node::Kind::kNone: return nullptr;
@@ -224,7 +251,7 @@ nlohmann::json value_json(const Node& n) {
     case Node::Kind::kString: return n.text;
     case Node::Kind::kDict: return nlohmann::json::object();
     case Node::Kind::kList: case Node::Kind::kTuple: return nlohmann::json::array();
-    default: return "<big integer>";
+    default: return big_integer_text(n.text);
   }
 }
 

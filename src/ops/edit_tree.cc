@@ -183,7 +183,9 @@ class Editor {
         continue;
       }
       // auto: DataParallel's "module." and torch.compile's "_orig_mod.", when every key that
-      // holds a tensor carries it (layered wrappers peel one after the other).
+      // holds a tensor carries it (layered wrappers peel one after the other). Each layer is its
+      // own prefix so `_metadata` loses each wrapper's module entry, as consuming the prefixes
+      // one by one does in torch.
       std::string stripped;
       for (bool changed = true; changed;) {
         changed = false;
@@ -197,11 +199,11 @@ class Editor {
           }
           if (tensors && with == tensors) {
             stripped += candidate;
+            out.push_back(candidate);
             changed = true;
           }
         }
       }
-      if (!stripped.empty()) out.push_back(stripped);
     }
     return out;
   }
@@ -210,7 +212,8 @@ class Editor {
     const bool had = !n.entries.empty();
     const std::vector<std::string> prefixes = prefixes_for(n);
     std::vector<std::pair<Node, Node>> kept;
-    std::set<std::string> keys;
+    // Keys are told apart by kind and text, as Python does: 0 and '0' are two keys.
+    std::set<std::pair<Node::Kind, std::string>> keys;
     for (auto& [k, v] : n.entries) {
       const std::string source_key = node_key_text(k);
       const std::string source_name = join_path(source_path, source_key);
@@ -239,7 +242,7 @@ class Editor {
       }
       if (key.kind == Node::Kind::kString && key.text != k.text) ++counts.renamed;
       const std::string final_key = node_key_text(key);
-      if (!keys.insert(final_key).second) {
+      if (!keys.insert({key.kind, final_key}).second) {
         invalid("convert.collision", "two values would both be named '" + printable(join_path(path, final_key), 200) +
                 "' (check --strip-prefix and --rename)");
       }

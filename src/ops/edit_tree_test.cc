@@ -111,5 +111,33 @@ TEST(EditTree, RenamesInsideMappingsRefusesMovesAndCollisions) {
   testing::expect_error([] { compile_regex("([", "--drop"); }, "usage.regex");
 }
 
+// Regression (found by tests/convert): auto-strip of module._orig_mod. must peel each wrapper as
+// torch's consume_prefix_in_state_dict_if_present does one call at a time, so `_metadata` keeps
+// no 'module' entry.
+TEST(EditTree, LayeredAutoStripDropsEachWrappersMetadataEntry) {
+  Node sd = Node::dict(true);
+  sd.entries.emplace_back(str("module._orig_mod.fc.weight"), Node::tensor(0));
+  sd.metadata = std::make_shared<Node>(Node::dict(true));
+  for (const char* k : {"", "module", "module._orig_mod", "module._orig_mod.fc"}) {
+    sd.metadata->entries.emplace_back(str(k), integer(1));
+  }
+  NameEdits edits;
+  edits.strip_prefixes = {"auto"};
+  edit_names(sd, edits);
+  EXPECT_EQ(sd.entries[0].first.text, "fc.weight");
+  std::vector<std::string> keys;
+  for (const auto& [k, v] : sd.metadata->entries) keys.push_back(k.text);
+  EXPECT_EQ(keys, (std::vector<std::string>{"", "fc"}));
+}
+
+// Regression (found by tests/convert): 0 and '0' are two keys in Python, not a collision.
+TEST(EditTree, IntAndStringKeysWithTheSameTextAreDistinct) {
+  Node d = Node::dict(false);
+  d.entries.emplace_back(integer(0), integer(1));
+  d.entries.emplace_back(str("0"), integer(2));
+  EXPECT_NO_THROW(edit_names(d, NameEdits{}));
+  EXPECT_EQ(d.entries.size(), 2u);
+}
+
 }  // namespace
 }  // namespace ptpack::ops
