@@ -19,6 +19,8 @@
 
 namespace ptpack {
 
+struct NodeEntry;
+
 struct Node {
   enum class Kind : uint8_t { kNone, kBool, kInt, kBigInt, kFloat, kString, kList, kTuple, kDict, kTensor };
   Kind kind = Kind::kNone;
@@ -28,13 +30,21 @@ struct Node {
   double real = 0;
   std::string text;       // kString: UTF-8; kBigInt: little-endian two's complement
   std::vector<Node> items;                     // kList, kTuple
-  std::vector<std::pair<Node, Node>> entries;  // kDict, in order; keys are scalars
+  std::vector<NodeEntry> entries;  // kDict, in order; keys are scalars
   std::shared_ptr<Node> metadata;              // kDict: state_dict()'s `_metadata` (a dict)
 
   static Node tensor(size_t index);
   static Node string(std::string text);
   static Node dict(bool ordered);
   bool is_container() const { return kind == Kind::kList || kind == Kind::kTuple || kind == Kind::kDict; }
+};
+
+// A dict entry. (Not std::pair: a pair of an incomplete type does not compile with every
+// standard library, while a vector of an incomplete type is allowed since C++17.)
+struct NodeEntry {
+  NodeEntry(Node k, Node v) : first(std::move(k)), second(std::move(v)) {}
+  Node first;   // the key
+  Node second;  // the value
 };
 
 struct Tree {

@@ -211,7 +211,7 @@ class Editor {
   bool edit_dict(Node& n, const std::string& source_path, const std::string& path) {
     const bool had = !n.entries.empty();
     const std::vector<std::string> prefixes = prefixes_for(n);
-    std::vector<std::pair<Node, Node>> kept;
+    std::vector<NodeEntry> kept;
     // Keys are told apart by kind and text, as Python does: 0 and '0' are two keys.
     std::set<std::pair<Node::Kind, std::string>> keys;
     for (auto& [k, v] : n.entries) {
@@ -259,7 +259,7 @@ class Editor {
     if (metadata.kind != Node::Kind::kDict) return;
     for (const std::string& p : prefixes) {
       const std::string bare = !p.empty() && p.back() == '.' ? p.substr(0, p.size() - 1) : p;
-      std::vector<std::pair<Node, Node>> out;
+      std::vector<NodeEntry> out;
       std::map<std::string, size_t> seen;  // a renamed key replaces an existing one, as in torch
       for (auto& [k, v] : metadata.entries) {
         Node key = k;
