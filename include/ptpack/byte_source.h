@@ -38,6 +38,11 @@ class ByteSource {
 
   // The open file descriptor behind a file source (for kernel-side copies), -1 for others.
   virtual int file_descriptor() const { return -1; }
+  // Calls fn with [offset, offset + length) in pieces of at most `chunk` bytes: zero-copy views
+  // when mapped (released once fn returns, so resident memory stays ~one chunk), else copies into
+  // one reused buffer. The span is valid only during the call.
+  template <typename Fn>
+  void for_each_chunk(uint64_t offset, uint64_t length, uint64_t chunk, Fn&& fn) const;
   // Reads [offset, offset + length) into a new buffer (view when mapped, copy otherwise).
   std::vector<uint8_t> read_vector(uint64_t offset, uint64_t length) const;
 
@@ -45,6 +50,24 @@ class ByteSource {
   // Throws Error(kCorrupt, "read-past-end") unless [offset, offset + length) is inside the source.
   void check_range(uint64_t offset, uint64_t length) const;
 };
+
+template <typename Fn>
+void ByteSource::for_each_chunk(uint64_t offset, uint64_t length, uint64_t chunk, Fn&& fn) const {
+  std::vector<uint8_t> buffer;
+  while (length > 0) {
+    const uint64_t n = length < chunk ? length : chunk;
+    if (auto v = view(offset, n)) {
+      fn(*v);
+      release(offset, n);
+    } else {
+      buffer.resize(size_t(n));
+      read_at(offset, buffer);
+      fn(std::span<const uint8_t>(buffer));
+    }
+    offset += n;
+    length -= n;
+  }
+}
 
 using SourcePtr = std::shared_ptr<const ByteSource>;
 

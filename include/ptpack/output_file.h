@@ -3,12 +3,13 @@
 // Every file ptpack writes goes through this class. The bytes go to an unnamed file in the
 // destination's directory (Linux O_TMPFILE: if the process is killed, even by SIGKILL, the kernel
 // frees it and nothing is left anywhere); where the filesystem lacks O_TMPFILE, to a hidden
-// ".NAME.ptpack-XXXXXX" beside the destination, removed on error. commit() fsyncs the data,
+// ".NAME.ptpack-<8 random hex digits>" beside the destination, removed on error. commit() fsyncs the data,
 // gives it its final name in one rename(2) and fsyncs the directory, so after a crash the
 // destination holds either the old content or the complete new one.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -48,6 +49,7 @@ class OutputFile {
  private:
   void flush();
   void write_direct(const uint8_t* data, size_t size);
+  std::string create_hidden_name(const std::function<bool(const std::string&)>& create) const;
   void start_writeback();
 
   std::string destination_;

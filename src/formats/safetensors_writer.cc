@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "formats/write_data.h"
 #include "ptpack/error.h"
 #include "ptpack/writers.h"
 
@@ -82,23 +83,11 @@ void write_safetensors(const Artifact& source, std::vector<SafetensorsTensor> te
   out.write(std::span<const uint8_t>(length, 8));
   out.write(text);
 
-  for (size_t i = 0; i < tensors.size(); ++i) {
-    const DataSource& d = tensors[i].data;
-    if (auto range = plain_range(source, d)) {
-      // Unchanged bytes: the kernel copies them file to file (copy_file_range), in pieces.
-      const ByteSource& src = *source.sources.at(size_t(range->source));
-      constexpr uint64_t kPiece = uint64_t{64} << 20;
-      for (uint64_t done = 0; done < range->length; done += kPiece) {
-        const uint64_t n = std::min(kPiece, range->length - done);
-        out.copy_from(src, range->offset + done, n);
-        if (progress) progress(n);
-      }
-    } else {
-      stream_data(source, d, [&](std::span<const uint8_t> chunk) {
-        out.write(chunk);
-        if (progress) progress(chunk.size());
-      });
-    }
+  for (const SafetensorsTensor& t : tensors) {
+    // Unchanged bytes: the kernel copies them file to file (copy_file_range).
+    formats::send_data(
+        source, t.data, [&](const ByteSource& src, uint64_t at, uint64_t n) { out.copy_from(src, at, n); },
+        [&](std::span<const uint8_t> chunk) { out.write(chunk); }, progress);
   }
 }
 

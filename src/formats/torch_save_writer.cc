@@ -2,6 +2,7 @@
 // (caffe2/serialize/inline_container.cc, torch/serialization.py _save, torch/_tensor.py).
 #include <algorithm>
 
+#include "formats/write_data.h"
 #include "ptpack/error.h"
 #include "ptpack/pickle_writer.h"
 #include "ptpack/writers.h"
@@ -195,21 +196,10 @@ void write_torch_save(const Artifact& source, const TorchSavePlan& plan, OutputF
   for (size_t i : order) {
     const DataSource& s = plan.storages[i];
     zip.begin(root + "data/" + std::to_string(i), sizes[i]);
-    if (auto range = plain_range(source, s)) {
-      // Unchanged bytes: straight from the mapped file (CRC on the way), in pieces for progress.
-      const ByteSource& src = *source.sources.at(size_t(range->source));
-      constexpr uint64_t kPiece = uint64_t{64} << 20;
-      for (uint64_t done = 0; done < range->length; done += kPiece) {
-        const uint64_t n = std::min(kPiece, range->length - done);
-        zip.write_from(src, range->offset + done, n);
-        if (progress) progress(n);
-      }
-    } else {
-      stream_data(source, s, [&](std::span<const uint8_t> chunk) {
-        zip.write(chunk);
-        if (progress) progress(chunk.size());
-      });
-    }
+    // Unchanged bytes come straight from the mapped file (the CRC needs them in user space).
+    formats::send_data(
+        source, s, [&](const ByteSource& src, uint64_t offset, uint64_t n) { zip.write_from(src, offset, n); },
+        [&](std::span<const uint8_t> chunk) { zip.write(chunk); }, progress);
     zip.end();
   }
   zip.add(root + "version", std::string_view("3\n"));

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <random>
 
 #include "ptpack/error.h"
@@ -64,14 +65,10 @@ OutputFile::OutputFile(std::string destination)
   // Unnamed until commit(): a killed process leaves nothing behind.
   fd_ = ::open(directory_.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
   if (fd_ < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
-    std::random_device random;
-    for (int attempt = 0; attempt < 100 && fd_ < 0; ++attempt) {
-      char suffix[16];
-      std::snprintf(suffix, sizeof suffix, "%08x", random());
-      temp_name_ = directory_ + "/." + base_name(destination_) + ".ptpack-" + suffix;
-      fd_ = ::open(temp_name_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-      if (fd_ < 0 && errno != EEXIST) break;
-    }
+    temp_name_ = create_hidden_name([&](const std::string& name) {
+      fd_ = ::open(name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+      return fd_ >= 0;
+    });
   }
   if (fd_ < 0) throw_io(destination_, "cannot create the output in " + directory_, errno);
   buffer_.reserve(kBufferBytes);
@@ -80,6 +77,20 @@ OutputFile::OutputFile(std::string destination)
 OutputFile::~OutputFile() {
   if (fd_ >= 0) ::close(fd_);
   if (!committed_ && !temp_name_.empty()) ::unlink(temp_name_.c_str());
+}
+
+// Tries `create` on fresh ".NAME.ptpack-<8 hex digits>" names beside the destination until one
+// succeeds; returns it, or "" with errno set when creation fails for a reason other than EEXIST.
+std::string OutputFile::create_hidden_name(const std::function<bool(const std::string&)>& create) const {
+  std::random_device random;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    char suffix[16];
+    std::snprintf(suffix, sizeof suffix, "%08x", random());
+    const std::string name = directory_ + "/." + base_name(destination_) + ".ptpack-" + suffix;
+    if (create(name)) return name;
+    if (errno != EEXIST) return "";
+  }
+  return "";
 }
 
 void OutputFile::write_direct(const uint8_t* data, size_t size) {
@@ -154,21 +165,8 @@ void OutputFile::copy_from(const ByteSource& source, uint64_t offset, uint64_t l
     offset = uint64_t(in_offset);
     length = left;
   }
-  // Through user space: a mapped view (released as it goes) or a bounded buffer.
-  std::vector<uint8_t> chunk;
-  while (length > 0) {
-    const uint64_t n = std::min<uint64_t>(length, uint64_t{8} << 20);
-    if (auto view = source.view(offset, n)) {
-      write(*view);
-      source.release(offset, n);
-    } else {
-      chunk.resize(size_t(n));
-      source.read_at(offset, chunk);
-      write(chunk);
-    }
-    offset += n;
-    length -= n;
-  }
+  // Through user space (memory sources, or where the kernel cannot copy).
+  source.for_each_chunk(offset, length, uint64_t{8} << 20, [&](std::span<const uint8_t> piece) { write(piece); });
 }
 
 void OutputFile::commit() {
@@ -177,19 +175,11 @@ void OutputFile::commit() {
   if (temp_name_.empty()) {
     // Give the unnamed file a hidden name, then rename it over the destination atomically
     // (linkat cannot replace an existing file).
-    std::random_device random;
-    int rc = -1;
-    std::string name;
-    for (int attempt = 0; attempt < 100 && rc != 0; ++attempt) {
-      char suffix[16];
-      std::snprintf(suffix, sizeof suffix, "%08x", random());
-      name = directory_ + "/." + base_name(destination_) + ".ptpack-" + suffix;
-      const std::string proc = "/proc/self/fd/" + std::to_string(fd_);
-      rc = ::linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, name.c_str(), AT_SYMLINK_FOLLOW);
-      if (rc != 0 && errno != EEXIST) throw_io(destination_, "cannot name the output", errno);
-    }
-    if (rc != 0) throw_io(destination_, "cannot name the output", EEXIST);
-    temp_name_ = name;
+    const std::string proc = "/proc/self/fd/" + std::to_string(fd_);
+    temp_name_ = create_hidden_name([&](const std::string& name) {
+      return ::linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, name.c_str(), AT_SYMLINK_FOLLOW) == 0;
+    });
+    if (temp_name_.empty()) throw_io(destination_, "cannot name the output", errno);
   }
   if (::rename(temp_name_.c_str(), destination_.c_str()) != 0) {
     const int err = errno;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -26,15 +27,11 @@ using ops::human_bytes;
   throw Error(ErrorCode::kInvalidArgument, rule, detail);
 }
 
-bool ends_with(const std::string& s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 ConvertOptions::Target target_of(const std::string& destination, ConvertOptions::Target asked) {
   if (asked != ConvertOptions::Target::kFromExtension) return asked;
-  if (ends_with(destination, ".safetensors")) return ConvertOptions::Target::kSafetensors;
+  if (destination.ends_with(".safetensors")) return ConvertOptions::Target::kSafetensors;
   for (const char* ext : {".pt", ".pth", ".bin", ".ckpt", ".tar"}) {
-    if (ends_with(destination, ext)) return ConvertOptions::Target::kTorchSave;
+    if (destination.ends_with(ext)) return ConvertOptions::Target::kTorchSave;
   }
   invalid("usage.format", "cannot tell the output format from '" + destination +
           "'; name it *.pt or *.safetensors, or pass --to pt|safetensors");
@@ -313,11 +310,6 @@ std::string shard_name(const std::string& destination, size_t index, size_t coun
   return stem + buf;
 }
 
-std::string base_name(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
 }  // namespace
 
 ConvertReport convert(const std::string& source, const std::string& destination, const ConvertOptions& o) {
@@ -445,7 +437,7 @@ ConvertReport convert(const std::string& source, const std::string& destination,
 
   // Shards as Hugging Face writes them: tensors in order, a new shard when the next tensor would
   // overflow this one (a tensor larger than the limit gets a shard of its own).
-  if (!ends_with(destination, ".safetensors")) invalid("usage.shard", "sharded output must be named *.safetensors");
+  if (!destination.ends_with(".safetensors")) invalid("usage.shard", "sharded output must be named *.safetensors");
   std::vector<std::vector<SafetensorsTensor>> shards(1);
   uint64_t shard_bytes = 0;
   for (SafetensorsTensor& t : p.tensors) {
@@ -463,7 +455,7 @@ ConvertReport convert(const std::string& source, const std::string& destination,
   std::vector<std::unique_ptr<OutputFile>> outputs;
   for (size_t i = 0; i < shards.size(); ++i) {
     const std::string name = shard_name(destination, i, shards.size());
-    for (const SafetensorsTensor& t : shards[i]) weight_map[t.name] = base_name(name);
+    for (const SafetensorsTensor& t : shards[i]) weight_map[t.name] = std::filesystem::path(name).filename().string();
     outputs.push_back(std::make_unique<OutputFile>(name));
     write_safetensors(artifact, std::move(shards[i]), metadata, *outputs.back(), progress);
   }

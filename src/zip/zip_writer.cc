@@ -105,21 +105,7 @@ void ZipWriter::write(std::span<const uint8_t> chunk) {
 }
 
 void ZipWriter::write_from(const ByteSource& source, uint64_t offset, uint64_t length) {
-  constexpr uint64_t kChunk = uint64_t{4} << 20;
-  std::vector<uint8_t> buffer;
-  while (length > 0) {
-    const uint64_t n = std::min(length, kChunk);
-    if (auto view = source.view(offset, n)) {
-      write(*view);
-      source.release(offset, n);
-    } else {
-      buffer.resize(size_t(n));
-      source.read_at(offset, buffer);
-      write(buffer);
-    }
-    offset += n;
-    length -= n;
-  }
+  source.for_each_chunk(offset, length, uint64_t{4} << 20, [&](std::span<const uint8_t> piece) { write(piece); });
 }
 
 void ZipWriter::end() {
