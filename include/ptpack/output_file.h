@@ -6,6 +6,10 @@
 // ".NAME.ptpack-<8 random hex digits>" beside the destination, removed on error. commit() fsyncs the data,
 // gives it its final name in one rename(2) and fsyncs the directory, so after a crash the
 // destination holds either the old content or the complete new one.
+//
+// A hidden name left by a killed writer (the portable path, or a kill between commit()'s link and
+// rename) is removed by the next OutputFile for the same destination: each writer holds an
+// exclusive flock(2) on its temporary until it exits, and a name nobody holds is a dead one's.
 #pragma once
 
 #include <cstdint>

@@ -1,13 +1,17 @@
 #include "ptpack/output_file.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <random>
+#include <string_view>
 
 #include "ptpack/error.h"
 
@@ -48,6 +52,43 @@ void fsync_directory(const std::string& directory) {
   if (rc != 0 && err != EINVAL) throw_io(directory, "cannot sync directory", err);
 }
 
+// True when `fd` still has a name (a concurrent clean_stale_temporaries() may have removed it
+// between creation and flock).
+bool still_linked(int fd) {
+  struct stat st {};
+  return ::fstat(fd, &st) == 0 && st.st_nlink > 0;
+}
+
+// Removes ".NAME.ptpack-*" files beside the destination that no live writer holds: every writer
+// keeps an exclusive flock on its temporary until it exits, and the kernel drops the lock when a
+// process dies, so an unlockable name is one a killed writer left behind. Best effort.
+void clean_stale_temporaries(const std::string& directory, const std::string& name) {
+  const std::string prefix = "." + name + ".ptpack-";
+  DIR* dir = ::opendir(directory.c_str());
+  if (dir == nullptr) return;
+  while (const dirent* entry = ::readdir(dir)) {
+    const std::string entry_name = entry->d_name;
+    if (!entry_name.starts_with(prefix) || entry_name.size() != prefix.size() + 8) continue;
+    const std::string path = directory + "/" + entry_name;
+    const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) continue;
+    struct stat held {}, named {};
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0 && ::fstat(fd, &held) == 0 && S_ISREG(held.st_mode) &&
+        ::lstat(path.c_str(), &named) == 0 && named.st_ino == held.st_ino && named.st_dev == held.st_dev) {
+      ::unlink(path.c_str());
+    }
+    ::close(fd);
+  }
+  ::closedir(dir);
+}
+
+// PTPACK_OUTPUT_NAMED=1 makes every OutputFile take the portable named-temporary path, so tests
+// can exercise what filesystems without O_TMPFILE get.
+bool force_named_temporary() {
+  const char* value = std::getenv("PTPACK_OUTPUT_NAMED");
+  return value != nullptr && std::string_view(value) == "1";
+}
+
 }  // namespace
 
 bool is_directory(const std::string& path) {
@@ -62,12 +103,22 @@ OutputFile::OutputFile(std::string destination)
     e.add_file(destination_);
     throw e;
   }
+  clean_stale_temporaries(directory_, base_name(destination_));
   // Unnamed until commit(): a killed process leaves nothing behind.
-  fd_ = ::open(directory_.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
-  if (fd_ < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+  fd_ = force_named_temporary() ? -1 : ::open(directory_.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
+  if (fd_ >= 0) {
+    ::flock(fd_, LOCK_EX);  // held through the moment the file gets a hidden name in commit()
+  } else if (force_named_temporary() || errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL) {
     temp_name_ = create_hidden_name([&](const std::string& name) {
       fd_ = ::open(name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-      return fd_ >= 0;
+      if (fd_ < 0) return false;
+      // Locked so that no other writer takes it for a dead one's; if one removed it before the
+      // lock was taken, try another name.
+      if (::flock(fd_, LOCK_EX) == 0 && still_linked(fd_)) return true;
+      ::close(fd_);
+      fd_ = -1;
+      errno = EEXIST;
+      return false;
     });
   }
   if (fd_ < 0) throw_io(destination_, "cannot create the output in " + directory_, errno);

@@ -1,5 +1,10 @@
 #include "ptpack/output_file.h"
 
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -85,6 +90,66 @@ TEST(OutputFile, RefusesDirectoriesAndMissingParents) {
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kNotFound) << e.what();
   }
+}
+
+// Sets PTPACK_OUTPUT_NAMED=1 for one scope: the path filesystems without O_TMPFILE take.
+struct NamedTemporaries {
+  NamedTemporaries() { ::setenv("PTPACK_OUTPUT_NAMED", "1", 1); }
+  ~NamedTemporaries() { ::unsetenv("PTPACK_OUTPUT_NAMED"); }
+};
+
+TEST(OutputFile, NamedTemporaryPathIsAtomicToo) {
+  NamedTemporaries named;
+  TempDir dir;
+  const std::string dst = dir.write("f.bin", testing::bytes_of("old"));
+  {
+    OutputFile out(dst);
+    out.write(std::string_view("discarded"));
+    EXPECT_EQ(entries_in(dir.path()), 2u);  // the hidden temporary beside the destination
+  }
+  EXPECT_EQ(slurp(dst), "old");
+  EXPECT_EQ(entries_in(dir.path()), 1u);
+  OutputFile out(dst);
+  out.write(std::string_view("new"));
+  out.commit();
+  EXPECT_EQ(slurp(dst), "new");
+  EXPECT_EQ(entries_in(dir.path()), 1u);
+}
+
+TEST(OutputFile, RemovesTemporariesOfDeadWritersOnly) {
+  TempDir dir;
+  // A killed writer's leftover (nobody holds its lock), a live writer's (locked here), and
+  // files that only look similar.
+  const std::string dead = dir.write(".m.pt.ptpack-0badf00d", testing::bytes_of("partial"));
+  const std::string live = dir.write(".m.pt.ptpack-1234abcd", testing::bytes_of("in progress"));
+  const std::string other = dir.write(".n.pt.ptpack-0badf00d", testing::bytes_of("other file's"));
+  const std::string odd = dir.write(".m.pt.ptpack-keep", testing::bytes_of("not ours"));
+  const int held = ::open(live.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(held, 0);
+  ASSERT_EQ(::flock(held, LOCK_EX), 0);
+  OutputFile out((dir.path() / "m.pt").string());
+  out.write(std::string_view("m"));
+  out.commit();
+  ::close(held);
+  EXPECT_FALSE(fs::exists(dead));
+  EXPECT_TRUE(fs::exists(live));
+  EXPECT_TRUE(fs::exists(other));
+  EXPECT_TRUE(fs::exists(odd));
+}
+
+TEST(OutputFile, LiveTemporaryIsNotTakenForADeadOne) {
+  NamedTemporaries named;
+  TempDir dir;
+  const std::string dst = (dir.path() / "x.pt").string();
+  OutputFile first(dst);
+  first.write(std::string_view("first"));
+  OutputFile second(dst);  // cleans stale temporaries: the first writer's is held
+  second.write(std::string_view("second"));
+  first.commit();
+  EXPECT_EQ(slurp(dst), "first");
+  second.commit();
+  EXPECT_EQ(slurp(dst), "second");
+  EXPECT_EQ(entries_in(dir.path()), 1u);
 }
 
 }  // namespace
