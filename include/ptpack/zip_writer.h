@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -31,11 +32,20 @@ class ZipWriter {
   }
 
   // A streamed record: begin with its exact size, write() chunks adding up to it, then end().
-  void begin(std::string_view name, uint64_t size);
+  // With `congruent_to`, the data starts at an offset equal to it modulo kBlock (and still a
+  // multiple of the alignment when it is one): bytes then copied from that offset of another
+  // file sit at the same place within filesystem blocks, which is what lets the kernel share
+  // extents (reflink) instead of copying.
+  static constexpr uint64_t kBlock = 4096;
+  void begin(std::string_view name, uint64_t size, std::optional<uint64_t> congruent_to = std::nullopt);
   void write(std::span<const uint8_t> chunk);
   // Appends [offset, offset + length) of `source` to the open record (CRC computed on the way;
   // mapped pages are released as they are copied).
   void write_from(const ByteSource& source, uint64_t offset, uint64_t length);
+  // The same when the CRC-32 of exactly those bytes is known (a whole stored record of another
+  // archive, from its central directory): the bytes are not read, the kernel copies them
+  // (OutputFile::copy_from), and the record's CRC is combined from `crc`.
+  void write_known(const ByteSource& source, uint64_t offset, uint64_t length, uint32_t crc);
   void end();
 
   // Writes the central directory and end records. The archive is complete after this.

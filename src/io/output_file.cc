@@ -22,6 +22,7 @@ namespace {
 constexpr size_t kBufferBytes = 1 << 20;
 constexpr uint64_t kCopyChunk = uint64_t{64} << 20;  // kernel copies per call (progress, signals)
 constexpr uint64_t kWritebackChunk = uint64_t{32} << 20;
+constexpr uint64_t kReflinkBlock = 4096;  // filesystem block size of XFS/btrfs as usually made
 
 [[noreturn]] void throw_io(const std::string& path, const std::string& what, int err) {
   Error e(err == ENOENT ? ErrorCode::kNotFound : ErrorCode::kIo, "io.write",
@@ -203,9 +204,18 @@ void OutputFile::copy_from(const ByteSource& source, uint64_t offset, uint64_t l
     flush();
     loff_t in_offset = loff_t(offset);
     uint64_t left = length;
+    // Where input and output sit at the same place within 4 KiB blocks, the first call stops at
+    // a block boundary so that the following ones start block-aligned on both sides: then
+    // filesystems with reflinks (XFS, btrfs) share the blocks instead of copying them. The
+    // kernel shortens aligned calls to whole blocks and copies the rest itself.
+    uint64_t head = 0;
+    if (offset % kReflinkBlock == position_ % kReflinkBlock) {
+      head = (kReflinkBlock - offset % kReflinkBlock) % kReflinkBlock;
+    }
     while (left > 0) {
-      const ssize_t n = ::copy_file_range(in, &in_offset, fd_, nullptr,
-                                          size_t(std::min(left, kCopyChunk)), 0);
+      const uint64_t want = head > 0 ? std::min(left, head) : std::min(left, kCopyChunk);
+      head = 0;
+      const ssize_t n = ::copy_file_range(in, &in_offset, fd_, nullptr, size_t(want), 0);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) break;  // EXDEV, ENOSYS, EINVAL...: finish with plain writes below
       left -= uint64_t(n);

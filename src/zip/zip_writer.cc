@@ -1,6 +1,7 @@
 #include "ptpack/zip_writer.h"
 
 #include <libdeflate.h>
+#include <zlib.h>
 
 #include "ptpack/error.h"
 #include "ptpack/zip.h"
@@ -54,7 +55,7 @@ void ZipWriter::add(std::string_view name, std::span<const uint8_t> data) {
   end();
 }
 
-void ZipWriter::begin(std::string_view name, uint64_t size) {
+void ZipWriter::begin(std::string_view name, uint64_t size, std::optional<uint64_t> congruent_to) {
   if (open_ || finished_) misuse("begin() while a record is open or after finish()");
   if (!is_safe_entry_name(name) || name.size() > 0xFFFF) misuse("bad record name '" + std::string(name) + "'");
   const uint64_t cursor = out_.position();
@@ -71,7 +72,10 @@ void ZipWriter::begin(std::string_view name, uint64_t size) {
   }
   // getOffset(): data starts after header, name, ZIP64 extra and the FB field's own 4 bytes.
   const uint64_t start = cursor + kLocalHeaderSize + name.size() + zip64.data.size() + 4;
-  const uint64_t padding = (alignment_ - start % alignment_) % alignment_;
+  uint64_t padding = (alignment_ - start % alignment_) % alignment_;
+  if (congruent_to && *congruent_to % alignment_ == 0) {
+    padding = (*congruent_to % kBlock + kBlock - start % kBlock) % kBlock;  // < 4096: fits the field
+  }
 
   Bytes header;
   header.u32(kLocalHeaderSignature)
@@ -106,6 +110,16 @@ void ZipWriter::write(std::span<const uint8_t> chunk) {
 
 void ZipWriter::write_from(const ByteSource& source, uint64_t offset, uint64_t length) {
   source.for_each_chunk(offset, length, uint64_t{4} << 20, [&](std::span<const uint8_t> piece) { write(piece); });
+}
+
+void ZipWriter::write_known(const ByteSource& source, uint64_t offset, uint64_t length, uint32_t crc) {
+  if (!open_) misuse("write_known() without begin()");
+  if (length > records_.back().size - written_) {
+    misuse("record '" + records_.back().name + "' gets more bytes than announced");
+  }
+  out_.copy_from(source, offset, length);
+  crc_ = uint32_t(crc32_combine(crc_, crc, z_off_t(length)));
+  written_ += length;
 }
 
 void ZipWriter::end() {

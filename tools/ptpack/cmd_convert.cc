@@ -1,9 +1,7 @@
-#include <unistd.h>
-
-#include <chrono>
-#include <cstdio>
+#include <cctype>
 
 #include "commands.h"
+#include "progress.h"
 #include "ptpack/convert.h"
 #include "ptpack/error.h"
 
@@ -38,30 +36,6 @@ std::optional<DType> parse_dtype(const std::string& text) {
   if (text == "fp64" || text == "float64" || text == "double") return DType::kFloat64;
   throw Error(ErrorCode::kInvalidArgument, "usage.dtype", "--dtype '" + text + "': use bf16, fp16, fp32 or fp64");
 }
-
-// A progress line on stderr, redrawn at most 5 times a second, when stderr is a terminal.
-class ProgressLine {
- public:
-  explicit ProgressLine(bool enabled) : enabled_(enabled && ::isatty(STDERR_FILENO)) {}
-  ~ProgressLine() {
-    if (drawn_) std::fprintf(stderr, "\r\033[K");
-  }
-  void update(uint64_t done, uint64_t total) {
-    if (!enabled_) return;
-    const auto now = std::chrono::steady_clock::now();
-    if (drawn_ && now - last_ < std::chrono::milliseconds(200) && done < total) return;
-    last_ = now;
-    drawn_ = true;
-    std::fprintf(stderr, "\rptpack convert: %.2f of %.2f GB (%d%%)\033[K", double(done) / 1e9, double(total) / 1e9,
-                 total ? int(100.0 * double(done) / double(total)) : 100);
-    std::fflush(stderr);
-  }
-
- private:
-  bool enabled_;
-  bool drawn_ = false;
-  std::chrono::steady_clock::time_point last_;
-};
 
 }  // namespace
 
@@ -110,7 +84,7 @@ void add_convert_command(CLI::App& app, int& exit_code) {
     if (!args->dtype.empty()) o.dtype = parse_dtype(args->dtype);
     o.compact = args->compact;
     if (!args->max_shard.empty()) o.max_shard_size = parse_size(args->max_shard);
-    ProgressLine progress(!args->quiet && !args->json);
+    ProgressLine progress("convert", !args->quiet && !args->json);
     o.progress = [&](uint64_t done, uint64_t total) { progress.update(done, total); };
     ConvertReport report;
     for_file(args->source, [&] { report = convert(args->source, args->destination, o); });

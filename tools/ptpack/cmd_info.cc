@@ -1,6 +1,9 @@
+#include <filesystem>
+
 #include "commands.h"
 #include "ptpack/artifact.h"
 #include "ptpack/inspect.h"
+#include "ptpack/topology.h"
 
 namespace ptpack::cli {
 
@@ -15,6 +18,11 @@ void add_info_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--max-values", *max_values, "Non-tensor values shown in text output")->capture_default_str();
   cmd->callback([=, &exit_code] {
     for_file(*file, [&] {
+      if (const auto topology = read_topology_file(*file)) {
+        const uint64_t size = std::filesystem::file_size(*file);
+        print(*json ? topology_json(*topology, size) : topology_text(*topology, size));
+        return;
+      }
       const Artifact a = open_artifact(*file);
       print(*json ? info_json(a) : info_text(a, {.max_values = *max_values}));
     });

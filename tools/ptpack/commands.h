@@ -18,6 +18,8 @@ void add_verify_command(CLI::App& app, int& exit_code);
 void add_convert_command(CLI::App& app, int& exit_code);
 void add_diff_command(CLI::App& app, int& exit_code);
 void add_scan_command(CLI::App& app, int& exit_code);
+void add_topology_command(CLI::App& app, int& exit_code);
+void add_assemble_command(CLI::App& app, int& exit_code);
 
 // Writes text to stdout in full.
 void print(const std::string& text);

@@ -31,6 +31,8 @@ int main(int argc, char** argv) {
   ptpack::cli::add_convert_command(app, exit_code);
   ptpack::cli::add_diff_command(app, exit_code);
   ptpack::cli::add_scan_command(app, exit_code);
+  ptpack::cli::add_topology_command(app, exit_code);
+  ptpack::cli::add_assemble_command(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {
