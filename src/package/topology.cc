@@ -192,7 +192,7 @@ std::optional<Topology> read_topology(const zip::ZipArchive& archive) {
   } catch (const json::exception& ex) {
     bad_manifest(std::string("not JSON: ") + ex.what());
   }
-  if (!j.is_object() || j.value("format", "") != "ptpack.topology") bad_manifest("not a ptpack topology manifest");
+  if (!j.is_object() || field<json>(j, "format") != "ptpack.topology") bad_manifest("not a ptpack topology manifest");
   if (field<int>(j, "version") != 1) bad_manifest("unknown version " + j["version"].dump());
   Topology t;
   t.source = field<std::string>(j, "source");

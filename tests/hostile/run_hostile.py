@@ -13,7 +13,7 @@ Every input is run through `info`, `tensors --json --digest`, `ls`, `dis` and
   1 or 2 (1 only from verify);
 * stay under 1 GiB peak RSS, measured with wait4's rusage; runaways are killed
   at 1.5x the limit.  With PTPACK_SANITIZED=1 (ASan/UBSan build) the limits are
-  3 GiB and 60 s;
+  3 GiB and 60 s, and the quick set runs unless PTPACK_HOSTILE_FULL=1;
 * when it exits 2, print `ptpack: error: FILE...[rule]` on stderr; when verify
   exits 1, print `FILE: FAILED` on stdout.
 
@@ -66,10 +66,13 @@ class Context:
     def __init__(self, args):
         self.binary = os.path.abspath(args.ptpack)
         self.work = os.path.abspath(args.work)
-        self.quick = args.quick
+        sanitized = os.environ.get("PTPACK_SANITIZED") == "1"
+        # Under ASan every run costs ~5x: the sanitizer pass takes the quick set (every crafted
+        # case, fewer random truncations and flips) unless PTPACK_HOSTILE_FULL=1; the full set
+        # runs in the plain build, and the fuzzers run under ASan too.
+        self.quick = args.quick or (sanitized and os.environ.get("PTPACK_HOSTILE_FULL") != "1")
         self.jobs = args.jobs
         self.seed_dir = os.path.abspath(args.seeds) if args.seeds else os.path.join(self.work, "seeds")
-        sanitized = os.environ.get("PTPACK_SANITIZED") == "1"
         self.memory_limit_kb = (3 if sanitized else 1) << 20
         self.timeout = harness.TIMEOUT * (harness.SANITIZER_SLOWDOWN if sanitized else 1)
         self.seeds = []
