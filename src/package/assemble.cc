@@ -257,6 +257,15 @@ TopologyArchive TopologyArchive::open(const std::string& path) {
 AssembleReport assemble(const TopologyArchive& topology, const std::string& checkpoint,
                         const std::string& output, const AssembleOptions& options) {
   const auto started = std::chrono::steady_clock::now();
+  // Renaming the output over an input would destroy it (a checkpoint assembled into its own
+  // directory under its own name).
+  std::error_code ec;
+  for (const std::string& input : {checkpoint, topology.path()}) {
+    if (std::filesystem::equivalent(output, input, ec)) {
+      fail(ErrorCode::kInvalidArgument, "assemble.overwrite-input", "the output " + output +
+           " is the input " + input + "; choose another output directory", checkpoint);
+    }
+  }
   AssembleReport report;
   report.checkpoint = checkpoint;
   report.output = output;
