@@ -83,6 +83,9 @@ struct Tensor {
   bool is_contiguous() const;
 };
 
+// Row-major strides of a contiguous tensor of this shape (size-0 dims count as 1, as torch does).
+std::vector<int64_t> contiguous_strides(const std::vector<int64_t>& shape);
+
 struct PickleDoc {
   std::string entry;  // where the pickle lives ("sd/data.pkl", "main pickle")
   std::string label;  // the prefix used in tensor paths ("" or "model/model.pkl")

@@ -1,5 +1,7 @@
 #include "ptpack/artifact.h"
 
+#include <algorithm>
+
 namespace ptpack {
 
 std::string_view format_name(Format format) {
@@ -46,6 +48,16 @@ uint64_t Artifact::storage_bytes() const {
   uint64_t total = 0;
   for (const auto& s : storages) total += s.nbytes;
   return total;
+}
+
+std::vector<int64_t> contiguous_strides(const std::vector<int64_t>& shape) {
+  std::vector<int64_t> stride(shape.size());
+  int64_t s = 1;
+  for (size_t i = shape.size(); i-- > 0;) {
+    stride[i] = s;
+    s *= std::max<int64_t>(shape[i], 1);
+  }
+  return stride;
 }
 
 }  // namespace ptpack

@@ -54,15 +54,6 @@ DType output_dtype(DType d, const ConvertOptions& o) {
   return o.dtype && is_castable_float(d) ? *o.dtype : d;
 }
 
-std::vector<int64_t> contiguous_strides(const std::vector<int64_t>& shape) {
-  std::vector<int64_t> stride(shape.size());
-  int64_t s = 1;
-  for (size_t i = shape.size(); i-- > 0;) {
-    stride[i] = s;
-    s *= std::max<int64_t>(shape[i], 1);
-  }
-  return stride;
-}
 
 // First and one-past-last element a non-empty tensor touches in its storage.
 std::pair<uint64_t, uint64_t> extent(const Tensor& t) {

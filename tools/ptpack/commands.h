@@ -20,6 +20,7 @@ void add_diff_command(CLI::App& app, int& exit_code);
 void add_scan_command(CLI::App& app, int& exit_code);
 void add_topology_command(CLI::App& app, int& exit_code);
 void add_assemble_command(CLI::App& app, int& exit_code);
+void add_match_command(CLI::App& app, int& exit_code);
 
 // Writes text to stdout in full.
 void print(const std::string& text);

@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
   ptpack::cli::add_scan_command(app, exit_code);
   ptpack::cli::add_topology_command(app, exit_code);
   ptpack::cli::add_assemble_command(app, exit_code);
+  ptpack::cli::add_match_command(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {
