@@ -4,6 +4,7 @@
 #include <map>
 #include <regex>
 #include <set>
+#include <string_view>
 #include <unordered_map>
 
 #include "ptpack/error.h"
@@ -15,40 +16,37 @@ namespace {
 
 using Assignment = std::vector<int>;  // per destination key: source index, or -1
 
-// The first `depth` dotted components with their dot ("a.b."), and the rest. The rest keeps at
-// least a module name and a tensor name: a prefix never renames the module itself ("fc.weight"
-// and "head.weight" share no module, only a tensor name).
-std::vector<std::pair<std::string, std::string>> splits(const std::string& key, size_t max_depth) {
-  std::vector<std::pair<std::string, std::string>> out{{"", key}};
+// The first `depth` dotted components with their dot ("a.b."), and the rest, as views of `key`.
+// The rest keeps at least a module name and a tensor name: a prefix never renames the module
+// itself ("fc.weight" and "head.weight" share no module, only a tensor name).
+std::vector<std::pair<std::string_view, std::string_view>> splits(std::string_view key, size_t max_depth) {
+  std::vector<std::pair<std::string_view, std::string_view>> out{{std::string_view(), key}};
   size_t at = 0;
   for (size_t depth = 1; depth <= max_depth; ++depth) {
     at = key.find('.', at);
-    if (at == std::string::npos) break;
+    if (at == std::string_view::npos) break;
     ++at;
-    if (key.find('.', at) == std::string::npos) break;
+    if (key.find('.', at) == std::string_view::npos) break;
     out.emplace_back(key.substr(0, at), key.substr(at));
   }
   return out;
 }
 
-std::vector<std::string> components(const std::string& key) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  for (size_t dot; (dot = key.find('.', start)) != std::string::npos; start = dot + 1) {
-    out.push_back(key.substr(start, dot - start));
+// The dotted suffixes of `key` with at least two components, longest first, as views of it.
+std::vector<std::string_view> suffixes(std::string_view key) {
+  std::vector<std::string_view> out;
+  const size_t last = key.rfind('.');
+  if (last == std::string_view::npos) return out;
+  out.push_back(key);
+  for (size_t dot = key.find('.'); dot != std::string_view::npos && dot < last; dot = key.find('.', dot + 1)) {
+    out.push_back(key.substr(dot + 1));
   }
-  out.push_back(key.substr(start));
   return out;
 }
 
-std::string suffix_of(const std::vector<std::string>& parts, size_t count) {
-  std::string s;
-  for (size_t i = parts.size() - count; i < parts.size(); ++i) s += (s.empty() ? "" : ".") + parts[i];
-  return s;
-}
-
 Assignment exact(const std::vector<std::string>& src, const std::vector<std::string>& dst) {
-  std::unordered_map<std::string, int> by_name;
+  std::unordered_map<std::string_view, int> by_name;
+  by_name.reserve(src.size());
   for (size_t i = 0; i < src.size(); ++i) by_name.emplace(src[i], int(i));
   Assignment a(dst.size(), -1);
   for (size_t j = 0; j < dst.size(); ++j) {
@@ -66,7 +64,9 @@ Assignment prefix(const std::vector<std::string>& src, const std::vector<std::st
   Assignment a(dst.size(), -1);
   std::vector<bool> src_used(src.size(), false);
   for (int round = 0; round < kMaxPrefixRounds; ++round) {
-    std::unordered_map<std::string, std::vector<std::pair<std::string, int>>> src_rest, dst_rest;
+    std::unordered_map<std::string_view, std::vector<std::pair<std::string_view, int>>> src_rest, dst_rest;
+    src_rest.reserve(src.size() * 3);
+    dst_rest.reserve(dst.size() * 3);
     for (size_t i = 0; i < src.size(); ++i) {
       if (src_used[i]) continue;
       for (auto& [p, r] : splits(src[i], kMaxPrefixDepth)) src_rest[r].emplace_back(p, int(i));
@@ -75,56 +75,64 @@ Assignment prefix(const std::vector<std::string>& src, const std::vector<std::st
       if (a[j] >= 0) continue;
       for (auto& [p, r] : splits(dst[j], kMaxPrefixDepth)) dst_rest[r].emplace_back(p, int(j));
     }
-    std::map<std::pair<std::string, std::string>, int> votes;
+    std::map<std::pair<std::string_view, std::string_view>, int> votes;
     for (const auto& [rest, s] : src_rest) {
       const auto it = dst_rest.find(rest);
       if (s.size() == 1 && it != dst_rest.end() && it->second.size() == 1) ++votes[{s[0].first, it->second[0].first}];
     }
-    const std::pair<std::string, std::string>* best = nullptr;
+    const std::pair<std::string_view, std::string_view>* best = nullptr;
     int best_votes = 0;
     for (const auto& [pair, n] : votes) {
       const bool shorter = best && n == best_votes && pair.first.size() + pair.second.size() < best->first.size() + best->second.size();
       if (n > best_votes || shorter) best = &pair, best_votes = n;
     }
     if (!best || best_votes < (round == 0 ? 1 : 2)) break;
-    std::unordered_map<std::string, int> dst_index;
+    std::unordered_map<std::string_view, int> dst_index;
+    dst_index.reserve(dst.size());
     for (size_t j = 0; j < dst.size(); ++j) {
       if (a[j] < 0) dst_index.emplace(dst[j], int(j));
     }
     int mapped = 0;
     for (size_t i = 0; i < src.size(); ++i) {
       if (src_used[i] || !src[i].starts_with(best->first)) continue;
-      const auto it = dst_index.find(best->second + src[i].substr(best->first.size()));
+      const auto it = dst_index.find(std::string(best->second) + src[i].substr(best->first.size()));
       if (it == dst_index.end() || a[size_t(it->second)] >= 0) continue;
       a[size_t(it->second)] = int(i);
       src_used[i] = true;
       ++mapped;
     }
-    reason += (reason.empty() ? "" : ", ") + std::string("'") + best->first + "' -> '" + best->second + "' (" +
+    reason += (reason.empty() ? "" : ", ") + std::string("'") + std::string(best->first) + "' -> '" + std::string(best->second) + "' (" +
               std::to_string(mapped) + " keys)";
   }
   return a;
 }
 
+// At most this many tied candidates are kept per key (for the report); more would make
+// association quadratic in the number of keys that share a common suffix like "bn1.weight".
+constexpr size_t kMaxTies = 8;
+
 // For each key of `from`, the unique key of `to` sharing its longest dotted suffix of at least
-// two components, or -1; `ties` receives the candidates where the longest suffix is shared.
-std::vector<int> best_by_suffix(const std::vector<std::vector<std::string>>& from,
-                                const std::vector<std::vector<std::string>>& to,
+// two components, or -1; `ties` receives (some of) the candidates where that suffix is shared.
+std::vector<int> best_by_suffix(const std::vector<std::string>& from, const std::vector<std::string>& to,
                                 std::vector<std::vector<int>>* ties) {
-  std::unordered_map<std::string, std::vector<int>> index;
+  std::unordered_map<std::string_view, std::vector<int>> index;
+  index.reserve(to.size() * 3);
   for (size_t i = 0; i < to.size(); ++i) {
-    for (size_t k = 2; k <= to[i].size(); ++k) index[suffix_of(to[i], k)].push_back(int(i));
+    for (std::string_view s : suffixes(to[i])) {
+      std::vector<int>& v = index[s];
+      if (v.size() <= kMaxTies) v.push_back(int(i));
+    }
   }
   std::vector<int> best(from.size(), -1);
   if (ties) ties->assign(from.size(), {});
   for (size_t j = 0; j < from.size(); ++j) {
-    for (size_t k = from[j].size(); k >= 2; --k) {
-      const auto it = index.find(suffix_of(from[j], k));
+    for (std::string_view s : suffixes(from[j])) {
+      const auto it = index.find(s);
       if (it == index.end()) continue;
       if (it->second.size() == 1) {
         best[j] = it->second[0];
       } else if (ties) {
-        (*ties)[j] = it->second;
+        (*ties)[j].assign(it->second.begin(), it->second.begin() + std::min(it->second.size(), kMaxTies));
       }
       break;
     }
@@ -134,11 +142,8 @@ std::vector<int> best_by_suffix(const std::vector<std::vector<std::string>>& fro
 
 Assignment suffix(const std::vector<std::string>& src, const std::vector<std::string>& dst,
                   std::vector<std::vector<int>>& ties) {
-  std::vector<std::vector<std::string>> s, d;
-  for (const auto& k : src) s.push_back(components(k));
-  for (const auto& k : dst) d.push_back(components(k));
-  const std::vector<int> dst_best = best_by_suffix(d, s, &ties);
-  const std::vector<int> src_best = best_by_suffix(s, d, nullptr);
+  const std::vector<int> dst_best = best_by_suffix(dst, src, &ties);
+  const std::vector<int> src_best = best_by_suffix(src, dst, nullptr);
   Assignment a(dst.size(), -1);
   for (size_t j = 0; j < dst.size(); ++j) {
     const int i = dst_best[j];
