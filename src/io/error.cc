@@ -69,7 +69,7 @@ void Error::rebuild_message() {
   if (!file_.empty()) message_ += printable(file_) + ": ";
   if (!entry_.empty()) message_ += "entry '" + printable(entry_, 200) + "': ";
   if (offset_) message_ += "offset " + std::to_string(*offset_) + ": ";
-  message_ += printable(detail_, 1000);
+  message_ += printable(detail_, 8000);  // long enough to name every key of a mismatch list
   if (!rule_.empty()) message_ += " [" + rule_ + "]";
 }
 

@@ -326,7 +326,7 @@ std::string match_report_text(const MatchFilesReport& r) {
 }
 
 std::string match_report_json(const MatchFilesReport& r) {
-  using nlohmann::json;
+  using json = nlohmann::ordered_json;  // fields in the documented order
   const MatchReport& m = r.match;
   json mapping = json::object(), skipped = json::array();
   std::vector<std::string> full, partial;

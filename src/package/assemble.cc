@@ -1,5 +1,6 @@
 #include "ptpack/assemble.h"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <map>
@@ -98,10 +99,11 @@ class Assembler {
   void match(const std::unordered_map<std::string, size_t>& by_path, const std::string& prefix) {
     const Topology& t = topo_.topology();
     std::vector<std::string> problems;
+    bool dtype_problem = false;
     for (const TopologyKey& k : t.keys) {
       const auto it = by_path.find(prefix + k.key);
       if (it == by_path.end()) {
-        problems.push_back("'" + k.key + "' missing (topology: " + std::string(dtype_name(k.dtype)) + " " + shape_text(k.shape) + ")");
+        problems.push_back("'" + k.key + "' missing (" + std::string(dtype_name(k.dtype)) + " " + shape_text(k.shape) + " in the topology)");
         tensors_.push_back(nullptr);
         continue;
       }
@@ -116,22 +118,47 @@ class Assembler {
         if (options_.allow_cast && is_castable_float(c.dtype) && is_cast_target(k.dtype)) {
           report_.cast.push_back(k.key);
         } else {
+          dtype_problem = !options_.allow_cast;
           problems.push_back("'" + k.key + "' is " + std::string(dtype_name(c.dtype)) + " in the checkpoint, " +
                              std::string(dtype_name(k.dtype)) + " in the topology" +
-                             (options_.allow_cast ? " (not a floating cast)" : " (--allow-cast permits float casts)"));
+                             (options_.allow_cast ? " (not a floating cast)" : ""));
         }
       }
     }
     if (!problems.empty()) {
       std::string list;
-      for (size_t i = 0; i < problems.size() && i < 50; ++i) list += "\n  " + problems[i];
-      if (problems.size() > 50) list += "\n  ... and " + std::to_string(problems.size() - 50) + " more";
+      for (size_t i = 0; i < problems.size() && i < 50; ++i) list += (i ? "; " : " ") + problems[i];
+      if (problems.size() > 50) list += "; and " + std::to_string(problems.size() - 50) + " more";
+      if (dtype_problem) list += " (--allow-cast permits floating casts)";
       fail(ErrorCode::kInvalidArgument, "assemble.mismatch",
            std::to_string(problems.size()) + " of " + std::to_string(t.keys.size()) +
            " topology keys do not fit the checkpoint" + (prefix.empty() ? "" : " under '" + prefix + "'") + ":" + list,
            ck_.path);
     }
     report_.keys = t.keys.size();
+    check_ties();
+  }
+
+  // Keys tied in the topology (one tensor under two names) are written once, from the first
+  // key: the checkpoint must hold the same values under both, or the model could not hold
+  // "exactly the checkpoint's weights". Torch's own checkpoints share the storage (cheap to
+  // see); otherwise the bytes are compared.
+  void check_ties() {
+    const Topology& t = topo_.topology();
+    std::map<std::string, std::vector<package::Region>> regions;
+    for (size_t i = 0; i < t.keys.size(); ++i) regions[t.keys[i].record].push_back({t.keys[i].byte_offset, t.keys[i].nbytes, i});
+    for (const TopologyRecord& r : t.records) {
+      const auto it = regions.find(r.name);
+      if (it == regions.end()) continue;
+      for (const auto& [first, other] : package::cover(it->second, t.keys, r.size).ties) {
+        const Tensor& a = *tensors_[first];
+        const Tensor& b = *tensors_[other];
+        const bool same_view = a.storage == b.storage && a.offset == b.offset && a.stride == b.stride && a.dtype == b.dtype;
+        if (same_view || tensor_sha256(ck_, a) == tensor_sha256(ck_, b)) continue;
+        fail(ErrorCode::kInvalidArgument, "assemble.tied", "'" + t.keys[first].key + "' and '" + t.keys[other].key +
+             "' are one tensor in the topology (tied weights) but differ in the checkpoint", ck_.path);
+      }
+    }
   }
 
   void write(const std::string& output) {
@@ -328,11 +355,12 @@ std::string assemble_report_text(const AssembleReport& r) {
 }
 
 std::string assemble_results_json(const std::string& topology, const std::vector<AssembleResult>& results) {
-  nlohmann::json packages = nlohmann::json::array();
+  using json = nlohmann::ordered_json;  // fields in the documented order
+  json packages = json::array();
   size_t failed = 0;
   for (const AssembleResult& res : results) {
     const AssembleReport& r = res.report;
-    nlohmann::json p = {{"checkpoint", r.checkpoint}, {"output", r.output}, {"status", res.error.empty() ? "ok" : "error"}};
+    json p = {{"checkpoint", r.checkpoint}, {"output", r.output}, {"status", res.error.empty() ? "ok" : "error"}};
     if (!res.error.empty()) {
       ++failed;
       p["error"] = res.error;
@@ -344,7 +372,7 @@ std::string assemble_results_json(const std::string& topology, const std::vector
     }
     packages.push_back(std::move(p));
   }
-  return nlohmann::json{{"topology", topology}, {"packages", packages}, {"failed", failed}}.dump(1) + "\n";
+  return json{{"topology", topology}, {"packages", packages}, {"failed", failed}}.dump(1) + "\n";
 }
 
 }  // namespace ptpack

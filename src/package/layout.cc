@@ -65,6 +65,7 @@ Coverage cover(std::vector<Region> regions, const std::vector<TopologyKey>& keys
                     "' without being the same tensor";
         return c;
       }
+      c.ties.emplace_back(last->key, r.key);
       continue;
     }
     if (r.offset > cursor) c.segments.push_back({cursor, r.offset - cursor, Segment::kKept});

@@ -44,6 +44,7 @@ struct Coverage {
   bool complete = false;          // the regions cover [0, size) exactly
   std::string overlap;            // non-empty: two regions overlap without being the same tensor
   std::vector<Segment> segments;  // the record from first byte to last
+  std::vector<std::pair<size_t, size_t>> ties;  // (key written, key tied to it and not written)
 };
 
 // How `regions` cover a record of `size` bytes. Identical regions of identical layouts are

@@ -16,7 +16,7 @@ namespace ptpack {
 
 namespace {
 
-using nlohmann::json;
+using json = nlohmann::ordered_json;  // fields in the documented order
 
 [[noreturn]] void refuse(ErrorCode code, const std::string& rule, const std::string& detail,
                          const std::string& file) {
