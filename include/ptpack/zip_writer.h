@@ -46,6 +46,9 @@ class ZipWriter {
   // archive, from its central directory): the bytes are not read, the kernel copies them
   // (OutputFile::copy_from), and the record's CRC is combined from `crc`.
   void write_known(const ByteSource& source, uint64_t offset, uint64_t length, uint32_t crc);
+  // The same when the CRC is not known: the bytes are read once for it, then copied by the
+  // kernel (so a reflink filesystem still shares the blocks).
+  void write_copied(const ByteSource& source, uint64_t offset, uint64_t length);
   void end();
 
   // Writes the central directory and end records. The archive is complete after this.

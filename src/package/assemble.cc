@@ -4,6 +4,7 @@
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <unordered_map>
 
 #include <nlohmann/json.hpp>
@@ -41,6 +42,21 @@ Prefix find_prefix(const Artifact& ck, const Topology& topo, const std::unordere
   if (select) {
     std::string p = *select;
     if (!p.empty() && !p.ends_with('.') && !p.ends_with(':')) p += '.';
+    const bool any = std::any_of(ck.tensors.begin(), ck.tensors.end(), [&](const Tensor& t) { return t.path.starts_with(p); });
+    if (!any) {
+      std::set<std::string> tops;  // what there is instead: first path components
+      for (const Tensor& t : ck.tensors) tops.insert(t.path.substr(0, t.path.find_first_of(".:")));
+      std::string list;
+      for (const std::string& top : tops) {
+        if (list.size() > 300) {
+          list += ", ...";
+          break;
+        }
+        list += (list.empty() ? "'" : ", '") + top + "'";
+      }
+      fail(ErrorCode::kNotFound, "assemble.select", "no tensor under '" + *select + "' in the checkpoint (tensors sit under " +
+           (list.empty() ? std::string("nothing: it has no tensors") : list) + ")", ck.path);
+    }
     return {p, "selected with --select"};
   }
   if (topo.keys.empty()) return {"", "the topology has no keys"};
@@ -238,7 +254,7 @@ class Assembler {
         writer.write_known(*range->source, range->offset, s.length, e->crc32);
         report_.crc_reused_bytes += s.length;
       } else {
-        writer.write_from(*range->source, range->offset, s.length);
+        writer.write_copied(*range->source, range->offset, s.length);
       }
       report_.copied_bytes += s.length;
       return;

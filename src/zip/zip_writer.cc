@@ -122,6 +122,13 @@ void ZipWriter::write_known(const ByteSource& source, uint64_t offset, uint64_t 
   written_ += length;
 }
 
+void ZipWriter::write_copied(const ByteSource& source, uint64_t offset, uint64_t length) {
+  if (!open_) misuse("write_copied() without begin()");
+  uint32_t crc = 0;
+  source.for_each_chunk(offset, length, uint64_t{4} << 20, [&](std::span<const uint8_t> piece) { crc = crc32(crc, piece); });
+  write_known(source, offset, length, crc);
+}
+
 void ZipWriter::end() {
   if (!open_) misuse("end() without begin()");
   Record& r = records_.back();
