@@ -57,7 +57,7 @@ class Runner:
 
 
 def check_help(r, golden_dir, update):
-    for sub in ["", "info", "ls", "tensors", "dis", "verify", "scan", "convert", "diff"]:
+    for sub in ["", "info", "ls", "tensors", "dis", "verify", "scan", "convert", "diff", "topology", "assemble", "match"]:
         args = ([sub] if sub else []) + ["--help"]
         code, out, _ = r.run(*args)
         path = os.path.join(golden_dir, f"help-{sub or 'ptpack'}.txt")
