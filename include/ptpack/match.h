@@ -11,7 +11,12 @@
 //   suffix  each destination key takes the source key sharing its longest dotted suffix (at
 //           least module and tensor name) when that source key is unique and its own best match
 //           is the same destination key; ties are reported as ambiguous, never guessed;
-//   auto    the cheapest of these that maps the most keys (exact, then prefix, then suffix).
+//   isomorphism  a maximum common subtree of the two module trees (torch_liberator's
+//           formulation) with shapes in the leaf affinity, children aligned in state-dict order
+//           (never alphabetically), renamed modules only when backed by several modules;
+//   embedding    the same, allowing a wrapper level to be skipped on either side anywhere;
+//   auto    the cheapest of these that maps the most keys (exact, prefix, suffix, isomorphism,
+//           embedding, in that order; the tree strategies are skipped for very large trees).
 // Report fields keep torch_liberator's names (full_add, partial_add, skipped, self_unset,
 // other_unused) so its users recognise them.
 #pragma once
@@ -32,7 +37,7 @@ struct KeyInfo {
   std::vector<int64_t> shape;
 };
 
-enum class Association { kAuto, kExact, kPrefix, kSuffix };
+enum class Association { kAuto, kExact, kPrefix, kSuffix, kIsomorphism, kEmbedding };
 std::optional<Association> association_from_name(std::string_view name);
 std::string_view association_name(Association a);
 

@@ -7,6 +7,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "match/tree_association.h"
 #include "ptpack/error.h"
 #include "ptpack/match.h"
 
@@ -101,7 +102,7 @@ Assignment prefix(const std::vector<std::string>& src, const std::vector<std::st
       src_used[i] = true;
       ++mapped;
     }
-    reason += (reason.empty() ? "" : ", ") + std::string("'") + std::string(best->first) + "' -> '" + std::string(best->second) + "' (" +
+    reason += (reason.empty() ? "prefixes " : ", ") + std::string("'") + std::string(best->first) + "' -> '" + std::string(best->second) + "' (" +
               std::to_string(mapped) + " keys)";
   }
   return a;
@@ -212,6 +213,8 @@ std::optional<Association> association_from_name(std::string_view name) {
   if (name == "exact") return Association::kExact;
   if (name == "prefix") return Association::kPrefix;
   if (name == "suffix") return Association::kSuffix;
+  if (name == "isomorphism") return Association::kIsomorphism;
+  if (name == "embedding") return Association::kEmbedding;
   return std::nullopt;
 }
 
@@ -221,6 +224,8 @@ std::string_view association_name(Association a) {
     case Association::kExact: return "exact";
     case Association::kPrefix: return "prefix";
     case Association::kSuffix: return "suffix";
+    case Association::kIsomorphism: return "isomorphism";
+    case Association::kEmbedding: return "embedding";
   }
   return "?";
 }
@@ -250,13 +255,23 @@ MatchReport match_keys(const std::vector<KeyInfo>& src, const std::vector<KeyInf
 
   MatchReport r;
   std::vector<std::vector<int>> ties;
-  std::string prefix_reason;
+  std::string prefix_reason, tree_reason;
   Assignment chosen;
+  const auto reason_of = [&](Association a) {
+    return a == Association::kPrefix ? prefix_reason
+         : a == Association::kIsomorphism || a == Association::kEmbedding ? tree_reason : std::string();
+  };
   const auto run = [&](Association a) -> Assignment {
     switch (a) {
       case Association::kExact: return exact(names, dst_names);
       case Association::kPrefix: prefix_reason.clear(); return prefix(names, dst_names, prefix_reason);
       case Association::kSuffix: return suffix(names, dst_names, ties);
+      case Association::kIsomorphism:
+      case Association::kEmbedding: {
+        tree_reason.clear();
+        auto got = match::tree_assignment(src, dst, names, a == Association::kEmbedding, tree_reason);
+        return got ? *got : Assignment(dst.size(), -1);
+      }
       case Association::kAuto: break;
     }
     return {};
@@ -264,12 +279,13 @@ MatchReport match_keys(const std::vector<KeyInfo>& src, const std::vector<KeyInf
   if (o.association != Association::kAuto) {
     chosen = run(o.association);
     r.strategy = std::string(association_name(o.association));
-    r.reason = o.association == Association::kPrefix ? prefix_reason : "";
+    r.reason = reason_of(o.association);
   } else {
     // The cheapest strategy that maps the most keys.
     std::string summary;
     size_t best = 0;
-    for (Association a : {Association::kExact, Association::kPrefix, Association::kSuffix}) {
+    for (Association a : {Association::kExact, Association::kPrefix, Association::kSuffix, Association::kIsomorphism,
+                          Association::kEmbedding}) {
       if (a == Association::kSuffix) ties.clear();
       Assignment got = run(a);
       const size_t n = loaded(got);
@@ -278,11 +294,11 @@ MatchReport match_keys(const std::vector<KeyInfo>& src, const std::vector<KeyInf
         best = n;
         chosen = std::move(got);
         r.strategy = std::string(association_name(a));
-        r.reason = a == Association::kPrefix ? prefix_reason : "";
+        r.reason = reason_of(a);
       }
       if (n == dst.size() || n == src.size()) break;  // everything explained: stop at the cheapest
     }
-    r.reason = "auto: " + summary + (r.reason.empty() ? "" : "; prefixes " + r.reason);
+    r.reason = "auto: " + summary + (r.reason.empty() ? "" : "; " + r.reason);
   }
   if (r.strategy != "suffix") ties.clear();
   judge(src, dst, chosen, o.mangle, r);

@@ -93,6 +93,29 @@ TEST(Match, UnrelatedKeysMapLittle) {
   EXPECT_EQ(r.count(MatchPair::Kind::kFull) + r.count(MatchPair::Kind::kPartial), 0u);
 }
 
+TEST(Match, TreeStrategiesFindTheCommonSubtree) {
+  MatchOptions o;
+  for (Association a : {Association::kIsomorphism, Association::kEmbedding}) {
+    o.association = a;
+    // A renamed wrapper holding a whole network is paired...
+    MatchReport r = match_keys(net("backbone.", 10), net("model.", 10), o);
+    EXPECT_EQ(r.count(MatchPair::Kind::kFull), 10u) << association_name(a);
+    EXPECT_EQ(r.pairs[0].dst, "model.conv1.weight");
+    // ... a renamed single layer is not, whatever its shapes.
+    r = match_keys(keys({{"a.fc.weight", {2, 2}}, {"a.fc.bias", {2}}}), keys({{"b.head.weight", {2, 2}}, {"b.head.bias", {2}}}), o);
+    EXPECT_EQ(r.pairs.size(), 0u) << association_name(a);
+  }
+  // Children are aligned in state-dict order, never alphabetically.
+  o.association = Association::kIsomorphism;
+  const MatchReport r = match_keys(keys({{"m.z", {3}}, {"m.a", {4}}}), keys({{"m.p", {3}}, {"m.q", {4}}}), o);
+  ASSERT_EQ(r.pairs.size(), 2u);
+  EXPECT_EQ(r.pairs[0].src, "m.z");
+  EXPECT_EQ(r.pairs[0].dst, "m.p");
+  // Embedding skips a wrapper level inserted inside the tree.
+  o.association = Association::kEmbedding;
+  EXPECT_EQ(match_keys(net("x.", 10), net("x.inner.", 10), o).count(MatchPair::Kind::kFull), 10u);
+}
+
 TEST(Match, CollapsedKeys) {
   std::vector<std::string> universe, listed;
   for (int layer = 1; layer <= 4; ++layer) {

@@ -17,7 +17,7 @@ void add_match_command(CLI::App& app, int& exit_code) {
   cmd->add_option("SRC", args->src, "Checkpoint providing the weights (any readable artifact)")->required();
   cmd->add_option("DST", args->dst, "Target keys and shapes: a state dict, training checkpoint, topology or package")->required();
   cmd->add_option("-o,--output", args->output, "Write DST's keys with SRC's weights where loaded (.pt or .safetensors)");
-  cmd->add_option("--association", args->association, "auto, exact, prefix or suffix")->capture_default_str();
+  cmd->add_option("--association", args->association, "auto, exact, prefix, suffix, isomorphism or embedding")->capture_default_str();
   cmd->add_option("--rename", args->renames, "REGEX=REPLACEMENT applied to SRC names first (repeatable)");
   auto* src_select = cmd->add_option("--src-select", args->src_select, "Path of the state dict in SRC (model_state)");
   auto* dst_select = cmd->add_option("--dst-select", args->dst_select, "Path of the state dict in DST (a package: the pickle)");
@@ -26,7 +26,7 @@ void add_match_command(CLI::App& app, int& exit_code) {
   cmd->callback([=, &exit_code] {
     MatchFilesOptions o;
     const auto a = association_from_name(args->association);
-    if (!a) throw Error(ErrorCode::kInvalidArgument, "usage.association", "--association '" + args->association + "': use auto, exact, prefix or suffix");
+    if (!a) throw Error(ErrorCode::kInvalidArgument, "usage.association", "--association '" + args->association + "': use auto, exact, prefix, suffix, isomorphism or embedding");
     o.match.association = *a;
     o.match.mangle = args->mangle;
     for (const std::string& r : args->renames) {
