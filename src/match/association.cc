@@ -9,6 +9,7 @@
 
 #include "match/tree_association.h"
 #include "ptpack/error.h"
+#include "match/key_path.h"
 #include "ptpack/match.h"
 
 namespace ptpack {
@@ -154,17 +155,12 @@ Assignment suffix(const std::vector<std::string>& src, const std::vector<std::st
   return a;
 }
 
-std::string module_of(const std::string& key) {
-  const size_t dot = key.rfind('.');
-  return dot == std::string::npos ? "" : key.substr(0, dot);
-}
-
 // Judges each destination module as a unit and fills the report.
 void judge(const std::vector<KeyInfo>& src, const std::vector<KeyInfo>& dst, const Assignment& a,
            bool mangle, MatchReport& r) {
   std::map<std::string, std::vector<size_t>> modules;  // dst module -> its paired dst keys
   for (size_t j = 0; j < dst.size(); ++j) {
-    if (a[j] >= 0) modules[module_of(dst[j].key)].push_back(j);
+    if (a[j] >= 0) modules[match::module_of(dst[j].key)].push_back(j);
   }
   std::vector<MatchPair::Kind> kind(dst.size(), MatchPair::Kind::kSkipped);
   for (const auto& [module, members] : modules) {

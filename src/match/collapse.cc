@@ -5,6 +5,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "match/key_path.h"
 #include "ptpack/match.h"
 
 namespace ptpack {
@@ -93,24 +94,19 @@ std::vector<std::string> collapse(const std::vector<Parts>& items, size_t depth)
   return out;
 }
 
-std::string module_of(const std::string& key) {
-  const size_t dot = key.rfind('.');
-  return dot == std::string::npos ? "" : key.substr(0, dot);
-}
-
 }  // namespace
 
 std::vector<std::string> collapse_keys(const std::vector<std::string>& keys, const std::vector<std::string>& universe) {
   // Whole modules become "module.*".
   std::unordered_map<std::string, size_t> module_size;
-  for (const std::string& k : universe) ++module_size[module_of(k)];
+  for (const std::string& k : universe) ++module_size[match::module_of(k)];
   std::unordered_map<std::string, size_t> listed;
   std::unordered_set<std::string> unique(keys.begin(), keys.end());
-  for (const std::string& k : unique) ++listed[module_of(k)];
+  for (const std::string& k : unique) ++listed[match::module_of(k)];
   std::vector<Parts> items;
   std::unordered_set<std::string> emitted;
   for (const std::string& k : keys) {
-    const std::string m = module_of(k);
+    const std::string m = match::module_of(k);
     if (!m.empty() && listed[m] > 1 && listed[m] == module_size[m]) {
       if (emitted.insert(m).second) items.push_back(split(m + ".*"));
     } else if (emitted.insert("\x02" + k).second) {

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ops/edit_tree.h"
+#include "package/layout.h"
 #include "package/module_state.h"
 #include "ptpack/artifact.h"
 #include "ptpack/error.h"
@@ -272,12 +273,6 @@ MatchFilesReport match_files(const std::string& src_path, const std::string& dst
 
 namespace {
 
-std::string dims(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
 std::vector<std::string> dst_keys_of(const MatchReport& m, MatchPair::Kind kind) {
   std::vector<std::string> out;
   for (const MatchPair& p : m.pairs) {
@@ -310,7 +305,7 @@ std::string match_report_text(const MatchFilesReport& r) {
   for (const MatchPair& p : m.pairs) {
     if (p.kind == MatchPair::Kind::kFull || shown++ >= 40) continue;
     s += std::string(p.kind == MatchPair::Kind::kPartial ? "partial_add: " : "skipped:     ") + p.src + " " +
-         dims(p.src_shape) + " -> " + p.dst + " " + dims(p.dst_shape) + "\n";
+         package::dims_text(p.src_shape) + " -> " + p.dst + " " + package::dims_text(p.dst_shape) + "\n";
   }
   section("self_unset", m.self_unset, r.dst_universe);
   section("other_unused", m.other_unused, r.src_universe);

@@ -29,8 +29,6 @@ using package::Segment;
   throw e;
 }
 
-std::string shape_text(const std::vector<int64_t>& shape) { return package::dims_text(shape); }
-
 // Where the checkpoint's state dict sits: the prefix of its tensor paths.
 struct Prefix {
   std::string text;
@@ -119,7 +117,7 @@ class Assembler {
     for (const TopologyKey& k : t.keys) {
       const auto it = by_path.find(prefix + k.key);
       if (it == by_path.end()) {
-        problems.push_back("'" + k.key + "' missing (" + std::string(dtype_name(k.dtype)) + " " + shape_text(k.shape) + " in the topology)");
+        problems.push_back("'" + k.key + "' missing (" + std::string(dtype_name(k.dtype)) + " " + package::dims_text(k.shape) + " in the topology)");
         tensors_.push_back(nullptr);
         continue;
       }
@@ -128,8 +126,8 @@ class Assembler {
       if (c.storage < 0 || c.layout != "strided" || !c.quantization.empty()) {
         problems.push_back("'" + k.key + "' is not a dense tensor with storage in the checkpoint");
       } else if (c.shape != k.shape) {
-        problems.push_back("'" + k.key + "' has shape " + shape_text(c.shape) + " in the checkpoint, " +
-                           shape_text(k.shape) + " in the topology");
+        problems.push_back("'" + k.key + "' has shape " + package::dims_text(c.shape) + " in the checkpoint, " +
+                           package::dims_text(k.shape) + " in the topology");
       } else if (c.dtype != k.dtype) {
         if (options_.allow_cast && is_castable_float(c.dtype) && is_cast_target(k.dtype)) {
           report_.cast.push_back(k.key);

@@ -1428,7 +1428,7 @@ def sha256_file(p):
 @test
 def sigkill_never_leaves_a_partial_package():
     """Killed at random moments, assemble leaves DIR/<stem>.pt absent, old or complete; hidden
-    `.<name>.ptpack-XXXXXXXX` temporaries may stay only on the named-temporary path
+    `.<name>.ptpack-<8 hex digits>` temporaries may stay only on the named-temporary path
     (PTPACK_OUTPUT_NAMED=1) and the next completed run removes them."""
     d = fresh_dir("kill")
     count, numel = (4, 2_500_000) if SANITIZED else (16, 4_000_000)  # 40 MB / 256 MB per checkpoint
