@@ -12,6 +12,7 @@
 #include "ptpack/error.h"
 #include "ptpack/match.h"
 #include "ptpack/output_file.h"
+#include "ptpack/state_dict.h"
 #include "ptpack/tensor_data.h"
 #include "ptpack/topology.h"
 #include "ptpack/tree.h"
@@ -29,12 +30,6 @@ struct Side {
   std::string from;
 };
 
-void add_key(Side& side, const std::string& key, const Artifact& a, size_t index) {
-  const Tensor& t = a.tensors[index];
-  side.keys.push_back({key, t.dtype, t.shape});
-  side.tensor.push_back(int(index));
-}
-
 Side load_side(const std::string& path, const std::optional<std::string>& select, const char* option) {
   Side side;
   if (auto topology = read_topology_file(path)) {
@@ -47,48 +42,13 @@ Side load_side(const std::string& path, const std::optional<std::string>& select
   }
   side.artifact = open_artifact(path);
   const Artifact& a = *side.artifact;
-  if (a.format == Format::kTorchPackage || a.format == Format::kTorchScript) {
-    // The module's state dict, from the pickle holding it (select: the pickle's entry).
-    std::vector<const PickleDoc*> modules;
-    for (const PickleDoc& doc : a.pickles) {
-      const std::string entry = doc.entry.substr(a.root.size());
-      if (select ? entry == *select : package::holds_module(a, doc)) modules.push_back(&doc);
-    }
-    if (modules.size() != 1) {
-      Error e(ErrorCode::kInvalidArgument, "match.select", modules.empty()
-              ? "no pickle holds an nn.Module" + (select ? " named '" + *select + "'" : std::string())
-              : std::string("several pickles hold an nn.Module; choose one with ") + option);
-      e.add_file(path);
-      throw e;
-    }
-    for (const package::StateKey& k : package::module_state(a, *modules[0])) add_key(side, k.key, a, k.tensor);
-    side.from = "the state dict of the module in " + modules[0]->entry.substr(a.root.size());
-    return side;
+  StateDictKeys found = find_state_dict(a, select, option);
+  for (const auto& [key, index] : found.keys) {
+    const Tensor& t = a.tensors[index];
+    side.keys.push_back({key, t.dtype, t.shape});
+    side.tensor.push_back(int(index));
   }
-  const Tree tree = build_tree(a);
-  const Node* node = &tree.root;
-  if (select) {
-    node = &ops::select_node(tree.root, *select);
-    side.from = "'" + *select + "' (" + option + ")";
-  } else {
-    auto mappings = ops::state_dict_mappings(tree.root);
-    std::stable_sort(mappings.begin(), mappings.end(), [](const auto& x, const auto& y) {
-      return x.second->entries.size() > y.second->entries.size();
-    });
-    if (!mappings.empty()) {
-      node = mappings[0].second;
-      side.from = mappings[0].first.empty() ? std::string("the file's state dict")
-                                            : "the state dict at '" + mappings[0].first + "'";
-      if (mappings.size() > 1) {
-        side.from += " (the largest of " + std::to_string(mappings.size()) + " tensor mappings; " + option + " chooses)";
-      }
-    } else {
-      side.from = "every tensor of the file";
-    }
-  }
-  ops::for_each_leaf(*node, "", [&](const std::string& name, const Node& leaf) {
-    if (leaf.kind == Node::Kind::kTensor) add_key(side, name, a, size_t(leaf.integer));
-  });
+  side.from = std::move(found.from);
   return side;
 }
 

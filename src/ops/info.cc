@@ -1,11 +1,13 @@
 // `ptpack info`: format, version, counts, bytes, metadata and the non-tensor values.
 #include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "artifact/object_walk.h"
 #include "ops/text_util.h"
 #include "ptpack/error.h"
 #include "ptpack/inspect.h"
+#include "ptpack/tree.h"
 
 namespace ptpack {
 namespace {
@@ -70,6 +72,42 @@ std::vector<LabeledValue> all_values(const Artifact& a, size_t max) {
   return out;
 }
 
+// Files the LibTorch bridge writes name what they hold in their root dict: a model file
+// {"ptpack_model": {"name", "hparams"}} (save_model), a checkpoint {"ptpack_checkpoint", "epoch",
+// "step"} (CheckpointManager). Absent for every other file.
+struct BridgeSummary {
+  std::optional<std::pair<std::string, std::string>> model;  // name, hyper-parameters (JSON text)
+  std::optional<std::pair<int64_t, int64_t>> checkpoint;    // epoch, step
+};
+
+const Node* dict_value(const Node& dict, const std::string& key) {
+  if (dict.kind != Node::Kind::kDict) return nullptr;
+  for (const NodeEntry& e : dict.entries) {
+    if (e.first.kind == Node::Kind::kString && e.first.text == key) return &e.second;
+  }
+  return nullptr;
+}
+
+BridgeSummary bridge_summary(const Artifact& a) {
+  BridgeSummary s;
+  if (a.format != Format::kTorchSaveZip) return s;
+  try {
+    const Tree t = build_tree(a);
+    auto text = [](const Node* n) { return n && n->kind == Node::Kind::kString ? std::optional(n->text) : std::nullopt; };
+    auto whole = [](const Node* n) { return n && n->kind == Node::Kind::kInt ? std::optional(n->integer) : std::nullopt; };
+    if (const Node* m = dict_value(t.root, "ptpack_model")) {
+      auto name = text(dict_value(*m, "name")), hparams = text(dict_value(*m, "hparams"));
+      if (name && hparams) s.model.emplace(*name, *hparams);
+    }
+    if (whole(dict_value(t.root, "ptpack_checkpoint"))) {
+      s.checkpoint.emplace(whole(dict_value(t.root, "epoch")).value_or(0), whole(dict_value(t.root, "step")).value_or(0));
+    }
+  } catch (const Error&) {
+    // A tree that cannot be built is reported by the rest of `info`; no summary then.
+  }
+  return s;
+}
+
 std::string byte_order_text(ByteOrder o) { return o == ByteOrder::kBig ? "big-endian" : "little-endian"; }
 
 }  // namespace
@@ -91,6 +129,11 @@ std::string info_text(const Artifact& a, const InfoOptions& options) {
   line("tensors", std::to_string(a.tensors.size()) + " (" + ops::human_bytes(s.tensor_bytes) + " of elements" +
                       (s.parameters ? ", " + std::to_string(s.parameters) + " parameters" : "") + ")");
   if (!dtypes.empty()) line("dtypes", dtypes);
+  const BridgeSummary bridge = bridge_summary(a);
+  if (bridge.model) line("model", printable(bridge.model->first) + " " + printable(bridge.model->second, 1000));
+  if (bridge.checkpoint) {
+    line("training", "checkpoint at epoch " + std::to_string(bridge.checkpoint->first) + ", step " + std::to_string(bridge.checkpoint->second));
+  }
   if (!a.metadata.empty()) {
     out += "metadata:\n";
     for (const auto& [k, v] : a.metadata) out += "  " + printable(k) + ": " + printable(v) + "\n";
@@ -125,6 +168,9 @@ std::string info_json(const Artifact& a) {
   j["storage_bytes"] = a.storage_bytes();
   j["tensor_bytes"] = s.tensor_bytes;
   j["dtypes"] = s.dtypes;
+  const BridgeSummary bridge = bridge_summary(a);
+  if (bridge.model) j["model"] = {{"name", bridge.model->first}, {"hparams", bridge.model->second}};
+  if (bridge.checkpoint) j["checkpoint"] = {{"epoch", bridge.checkpoint->first}, {"step", bridge.checkpoint->second}};
   j["metadata"] = ordered_json::array();
   for (const auto& [k, v] : a.metadata) j["metadata"].push_back({{"key", k}, {"value", v}});
   j["values"] = ordered_json::array();
