@@ -23,8 +23,19 @@ namespace pt = ptpack::libtorch;
 
 namespace {
 
+// Every test's files live under one directory per process, removed when the tests end.
+const fs::path& test_root() {
+  static const fs::path root = fs::temp_directory_path() / ("ptpack_torch_test_" + std::to_string(::getpid()));
+  return root;
+}
+
+struct RemoveTestRoot : ::testing::Environment {
+  void TearDown() override { fs::remove_all(test_root()); }
+};
+const auto* const remove_test_root = ::testing::AddGlobalTestEnvironment(new RemoveTestRoot);
+
 std::string temp_dir(const std::string& name) {
-  const fs::path p = fs::temp_directory_path() / ("ptpack_torch_test_" + std::to_string(::getpid()) + "_" + name);
+  const fs::path p = test_root() / name;
   fs::remove_all(p);
   fs::create_directories(p);
   return p.string();
@@ -282,4 +293,124 @@ TEST(Checkpoints, NothingToResumeFromGivesNullopt) {
   examples::SmallCnn model;
   pt::CheckpointManager m(dir, *model);
   EXPECT_FALSE(m.resume());
+}
+
+// --- hostile and malformed inputs: clear rules, nothing half changed ------------------------------
+
+namespace {
+
+Node int_node(int64_t v) {
+  Node n;
+  n.kind = Node::Kind::kInt;
+  n.integer = v;
+  return n;
+}
+
+template <typename Fn>
+std::string rule_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.rule();
+  }
+  return "(no error)";
+}
+
+}  // namespace
+
+TEST(Optimizer, MalformedPythonStateIsRefusedByRule) {
+  ::torch::manual_seed(4);
+  examples::Mlp net(nlohmann::json{{"inputs", 3}, {"outputs", 2}});
+  ::torch::optim::SGD sgd(net->parameters(), ::torch::optim::SGDOptions(0.1).momentum(0.9));
+  std::vector<at::Tensor> tensors;
+  const Node good = pt::optimizer_state_tree(sgd, tensors);
+  auto load = [&](const Node& tree) {
+    return rule_of([&] { pt::load_optimizer_state(sgd, tree, [&](int64_t i) { return tensors.at(size_t(i)); }); });
+  };
+  EXPECT_EQ(load(good), "(no error)");
+
+  Node unknown_index = good;  // state for a parameter no group lists
+  unknown_index.entries[0].second.entries.emplace_back(int_node(99), Node::dict(false));
+  EXPECT_EQ(load(unknown_index), "torch.optimizer-state");
+
+  Node wrong_shape = good;  // a momentum buffer of another shape
+  tensors.push_back(at::zeros({7}));
+  Node state = Node::dict(false);
+  state.entries.emplace_back(Node::string("momentum_buffer"), Node::tensor(tensors.size() - 1));
+  wrong_shape.entries[0].second.entries.emplace_back(int_node(0), state);
+  EXPECT_EQ(load(wrong_shape), "torch.optimizer-state");
+
+  Node maximize = good;  // an option LibTorch cannot honour
+  for (NodeEntry& e : maximize.entries[1].second.items[0].entries) {
+    if (e.first.text == "maximize") e.second.boolean = true;
+  }
+  EXPECT_EQ(load(maximize), "torch.optimizer-option");
+
+  Node not_list = good;
+  not_list.entries[1].second = Node::string("oops");
+  EXPECT_EQ(load(not_list), "torch.optimizer-state");
+  // None of these changed the optimizer: lr is still the original.
+  EXPECT_DOUBLE_EQ(static_cast<::torch::optim::SGDOptions&>(sgd.param_groups()[0].options()).lr(), 0.1);
+}
+
+TEST(Models, MalformedHeadersAreRefusedByRule) {
+  const std::string dir = temp_dir("badheaders");
+  auto write = [&](const std::string& name, const std::string& hparams, int64_t format) {
+    std::vector<at::Tensor> tensors;
+    Node header = Node::dict(false);
+    header.entries.emplace_back(Node::string("format"), int_node(format));
+    header.entries.emplace_back(Node::string("name"), Node::string("Mlp"));
+    header.entries.emplace_back(Node::string("hparams"), Node::string(hparams));
+    Node root = Node::dict(false);
+    root.entries.emplace_back(Node::string("ptpack_model"), header);
+    root.entries.emplace_back(Node::string("state_dict"), Node::dict(true));
+    pt::write_torch_file(dir + "/" + name, root, tensors);
+    return dir + "/" + name;
+  };
+  EXPECT_EQ(rule_of([&] { pt::load_model(write("deep.ptm", std::string(5000, '[') + std::string(5000, ']'), 1)); }),
+            "kMaxJsonDepth");
+  EXPECT_EQ(rule_of([&] { pt::load_model(write("text.ptm", "{not json", 1)); }), "torch.model-json");
+  EXPECT_EQ(rule_of([&] { pt::load_model(write("future.ptm", "{}", 2)); }), "torch.model-format");
+  // Keys of the registered type are missing from the (empty) state dict: strict load refuses.
+  EXPECT_EQ(rule_of([&] { pt::load_model(write("empty.ptm", "{}", 1)); }), "torch.strict");
+}
+
+TEST(Checkpoints, MalformedNewerCheckpointsAreSkippedForTheLastGoodOne) {
+  const std::string dir = temp_dir("malformed");
+  examples::SmallCnn model;
+  ::torch::optim::SGD sgd(model->parameters(), ::torch::optim::SGDOptions(0.1).momentum(0.9));
+  pt::CheckpointManager m(dir, *model, &sgd);
+  m.save({1, 1, {}});
+  // Newer files with the right name but wrong contents: a step that is text, a wrong-size RNG state.
+  auto rewrite = [&](int64_t step, const std::function<void(Node&)>& edit) {
+    const Artifact a = open_artifact(dir + "/checkpoint-000000000001.pt");
+    pt::TorchTensors read(a);
+    Tree t = build_tree(a);
+    std::vector<at::Tensor> tensors;
+    for (size_t i = 0; i < a.tensors.size(); ++i) tensors.push_back(read.tensor(i));
+    edit(t.root);
+    char name[64];
+    std::snprintf(name, sizeof name, "/checkpoint-%012lld.pt", static_cast<long long>(step));
+    pt::write_torch_file(dir + name, t.root, tensors);
+  };
+  rewrite(5, [](Node& root) {
+    for (NodeEntry& e : root.entries) {
+      if (e.first.text == "step") e.second = Node::string("five");
+    }
+  });
+  rewrite(6, [](Node& root) {
+    for (NodeEntry& e : root.entries) {
+      if (e.first.text == "rng_state") e.second = Node::string("not a tensor");
+    }
+  });
+  examples::SmallCnn fresh;
+  ::torch::optim::SGD fresh_sgd(fresh->parameters(), ::torch::optim::SGDOptions(0.5));
+  pt::CheckpointManager r(dir, *fresh, &fresh_sgd);
+  const auto p = r.resume();
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->step, 1);
+  ASSERT_EQ(r.skipped().size(), 2u);
+  EXPECT_NE(r.skipped()[0].find("torch.value"), std::string::npos) << r.skipped()[0];
+  EXPECT_NE(r.skipped()[1].find("torch.rng-state"), std::string::npos) << r.skipped()[1];
+  EXPECT_TRUE(same_state(*model, *fresh));
 }
