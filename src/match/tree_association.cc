@@ -10,128 +10,85 @@
 //   isomorphism  the best subtree pair, rooted anywhere on each side;
 //   embedding    the same, but a level may be skipped on either side anywhere below (a wrapper
 //                module added or removed inside the tree).
-// Cost: one score per (source node, destination node) pair, so it is capped (kMaxPairs).
+// Cost: score(u, v) depends only on the classes of u and v (their contents, key_tree.h) and on
+// whether their names are equal, so it is computed once per class pair, for both answers; the
+// embedding's best-below also compares u's name with names below v, so it is kept per entry
+// pair. Class and entry pairs are what the caps bound (kMaxPairs). The values, and so every
+// tie-break, are exactly those of a per-node-pair programme: the same arithmetic on the same
+// inputs, only not repeated (tree_association_test.cc checks this against that programme).
 #include "match/tree_association.h"
 
 #include <algorithm>
-#include <unordered_map>
+#include <string_view>
+#include <tuple>
 
+#include "match/key_tree.h"
 #include "ptpack/dtype.h"
 
 namespace ptpack::match {
 
 namespace {
 
-struct TreeNode {
-  std::string name;
-  std::vector<int> children;
-  int key = -1;          // leaf: index of its key
-  int modules = 0;       // number of tensor-owning modules below (inclusive)
-};
-
-std::vector<TreeNode> build(const std::vector<std::string>& names) {
-  std::vector<TreeNode> nodes(1);  // the root
-  std::vector<std::unordered_map<std::string, int>> index(1);
-  for (size_t k = 0; k < names.size(); ++k) {
-    int at = 0;
-    size_t start = 0;
-    const std::string& name = names[k];
-    while (true) {
-      const size_t dot = name.find('.', start);
-      const bool last = dot == std::string::npos;
-      const std::string part = name.substr(start, last ? std::string::npos : dot - start);
-      const std::string slot = (last ? "\x01" : "") + part;  // a tensor never merges with a module
-      auto it = index[size_t(at)].find(slot);
-      int child;
-      if (it == index[size_t(at)].end()) {
-        child = int(nodes.size());
-        nodes.push_back({part, {}, last ? int(k) : -1, 0});
-        index.emplace_back();
-        index[size_t(at)].emplace(slot, child);
-        nodes[size_t(at)].children.push_back(child);
-      } else {
-        child = it->second;
-      }
-      at = child;
-      if (last) break;
-      start = dot + 1;
-    }
-  }
-  // Modules that own tensors, counted bottom-up (children have larger indices than parents).
-  for (size_t i = nodes.size(); i-- > 0;) {
-    bool owns = false;
-    for (int c : nodes[i].children) {
-      nodes[i].modules += nodes[size_t(c)].modules;
-      owns = owns || nodes[size_t(c)].key >= 0;
-    }
-    nodes[i].modules += owns ? 1 : 0;
-  }
-  return nodes;
-}
-
 class Aligner {
  public:
-  Aligner(const std::vector<KeyInfo>& src, const std::vector<KeyInfo>& dst, const std::vector<std::string>& src_names,
-          bool embedding)
-      : src_(src), dst_(dst), s_(build(src_names)), embedding_(embedding) {
-    std::vector<std::string> dst_names;
-    for (const KeyInfo& k : dst) dst_names.push_back(k.key);
-    d_ = build(dst_names);
-    score_.assign(s_.size() * d_.size(), 0);
-    best_.assign(s_.size() * d_.size(), 0);
-    // Children have larger indices: visiting both trees from the last node computes every
-    // child pair before its parents.
-    for (size_t u = s_.size(); u-- > 0;) {
-      for (size_t v = d_.size(); v-- > 0;) compute(int(u), int(v));
+  Aligner(const KeyTree& s, const KeyTree& d, bool embedding) : s_(s), d_(d), embedding_(embedding) {
+    const size_t cs = s_.classes.size(), cd = d_.classes.size();
+    score_.assign(cs * cd * 2, 0);
+    if (embedding_) best_.assign(s_.entries.size() * d_.entries.size(), 0);
+    // Children's classes have smaller ids: ascending ids compute every child pair first.
+    for (size_t u = 0; u < cs; ++u) {
+      for (size_t v = 0; v < cd; ++v) compute(int(u), int(v));
     }
   }
 
-  // Source key index per destination key.
-  std::vector<int> assignment(std::string& reason) {
-    std::vector<int> a(dst_.size(), -1);
-    int bu = 0, bv = 0;
-    if (embedding_) {
-      // best_ at the roots already ranges over every pair below.
-    } else {
-      float top = -1;
-      // The best pair of modules (a lone tensor pair is no common subtree).
-      for (size_t u = 0; u < s_.size(); ++u) {
-        if (s_[u].key >= 0) continue;
-        for (size_t v = 0; v < d_.size(); ++v) {
-          if (d_[v].key < 0 && score(int(u), int(v)) > top) top = score(int(u), int(v)), bu = int(u), bv = int(v);
-        }
-      }
-    }
-    collect(bu, bv, a);
+  // Fills `out` (source key index per destination key, -1 preset) and says which subtrees.
+  void assignment(std::vector<int>& out, std::string& reason) const {
+    int bu = 0, bv = 0;  // embedding: the best at the roots already ranges over every pair below
+    if (!embedding_) std::tie(bu, bv) = best_module_pair();
+    collect(bu, bv, out);
     reason = "common subtree " + path_hint(s_, bu) + " ~ " + path_hint(d_, bv);
-    return a;
   }
 
  private:
-  static std::string path_hint(const std::vector<TreeNode>& t, int n) {
-    return n == 0 ? std::string("(root)") : "'" + t[size_t(n)].name + "'";
+  void collect(int u, int v, std::vector<int>& out) const;
+  static std::string path_hint(const KeyTree& t, int n);
+
+  float score_of_classes(int cu, int cv, bool same_name) const {
+    return score_[(size_t(cu) * d_.classes.size() + size_t(cv)) * 2 + (same_name ? 1 : 0)];
+  }
+  float score_of_entries(int eu, int ev) const {
+    const auto& a = s_.entries[size_t(eu)];
+    const auto& b = d_.entries[size_t(ev)];
+    return score_of_classes(a.cls, b.cls, a.name == b.name);
+  }
+  // What a child pair contributes: its own subtree score, or (embedding, two modules) the best
+  // below it. A tensor's best is its score (a tensor pairs only as the child of paired modules).
+  float child_value(int eu, int ev) const {
+    if (embedding_ && s_.is_module(eu) && d_.is_module(ev))
+      return best_[size_t(eu) * d_.entries.size() + size_t(ev)];
+    return score_of_entries(eu, ev);
+  }
+  float node_score(int u, int v) const {
+    return score_of_entries(s_.nodes[size_t(u)].entry, d_.nodes[size_t(v)].entry);
+  }
+  float node_best(int u, int v) const {
+    return child_value(s_.nodes[size_t(u)].entry, d_.nodes[size_t(v)].entry);
   }
 
-  float& score(int u, int v) { return score_[size_t(u) * d_.size() + size_t(v)]; }
-  float& best(int u, int v) { return best_[size_t(u) * d_.size() + size_t(v)]; }
-  // What a child pair contributes: its own subtree score, or (embedding) the best below it.
-  float child_value(int u, int v) { return embedding_ ? best(u, v) : score(u, v); }
-
-  bool leaves_pair(const TreeNode& a, const TreeNode& b) const {
-    const KeyInfo& x = src_[size_t(a.key)];
-    const KeyInfo& y = dst_[size_t(b.key)];
-    return x.shape == y.shape && (x.dtype == y.dtype || (is_castable_float(x.dtype) && is_cast_target(y.dtype)));
+  bool leaves_pair(const KeyTree::Class& x, const KeyTree::Class& y) const {
+    return x.shape == y.shape &&
+           (x.dtype == y.dtype || (is_castable_float(x.dtype) && is_cast_target(y.dtype)));
   }
 
-  // Ordered alignment of the children of (u, v); fills `table` ((m+1) x (n+1)).
-  double align(int u, int v, std::vector<double>& table) {
-    const auto& cu = s_[size_t(u)].children;
-    const auto& cv = d_[size_t(v)].children;
-    const size_t m = cu.size(), n = cv.size();
+  // Ordered alignment of the children of classes (cu, cv); fills `table` ((m+1) x (n+1)).
+  double align(int cu, int cv, std::vector<double>& table) const {
+    const auto& eu = s_.classes[size_t(cu)].children;
+    const auto& ev = d_.classes[size_t(cv)].children;
+    const size_t m = eu.size(), n = ev.size();
     table.assign((m + 1) * (n + 1), 0);
     for (size_t i = 1; i <= m; ++i) {
       for (size_t j = 1; j <= n; ++j) {
-        const double pair = child_value(cu[i - 1], cv[j - 1]);
+        const double pair = child_value(eu[i - 1], ev[j - 1]);
         double x = std::max(table[(i - 1) * (n + 1) + j], table[i * (n + 1) + j - 1]);
         if (pair > 0) x = std::max(x, table[(i - 1) * (n + 1) + j - 1] + pair);
         table[i * (n + 1) + j] = x;
@@ -140,91 +97,138 @@ class Aligner {
     return table[m * (n + 1) + n];
   }
 
-  void compute(int u, int v) {
-    const TreeNode& a = s_[size_t(u)];
-    const TreeNode& b = d_[size_t(v)];
-    double s = 0;
-    if (a.key >= 0 && b.key >= 0) {
-      s = leaves_pair(a, b) ? 1.0 + (a.name == b.name ? 1e-3 : 0) : 0;
-    } else if (a.key < 0 && b.key < 0) {
-      s = align(u, v, table_);
+  void compute(int cu, int cv) {
+    const KeyTree::Class& a = s_.classes[size_t(cu)];
+    const KeyTree::Class& b = d_.classes[size_t(cv)];
+    double other = 0, same = 0;  // the score when the two names differ / are equal
+    if (a.leaf && b.leaf) {
+      if (leaves_pair(a, b)) other = 1.0, same = 1.0 + 1e-3;
+    } else if (!a.leaf && !b.leaf) {
+      const double s = align(cu, cv, table_);
       // Renamed modules need more than one module's worth of evidence.
-      if (u != 0 && v != 0 && a.name != b.name && std::min(a.modules, b.modules) < 2) s = 0;
-      if (s > 0 && a.name == b.name) s += 1e-3;
+      other = !a.root && !b.root && std::min(a.modules, b.modules) < 2 ? 0 : s;
+      same = s > 0 ? s + 1e-3 : s;
     }
-    score(u, v) = float(s);
-    float e = float(s);
-    if (embedding_ && a.key < 0 && b.key < 0) {
-      // Skip a module level on either side; tensors pair only as children of paired modules.
-      for (int c : b.children) {
-        if (d_[size_t(c)].key < 0) e = std::max(e, best(u, c));
-      }
-      for (int c : a.children) {
-        if (s_[size_t(c)].key < 0) e = std::max(e, best(c, v));
-      }
-    }
-    best(u, v) = e;
-  }
-
-  void collect(int u, int v, std::vector<int>& out) {
-    if (embedding_ && best(u, v) > score(u, v)) {
-      // The best lies below: follow it.
-      for (int c : d_[size_t(v)].children) {
-        if (d_[size_t(c)].key < 0 && best(u, c) == best(u, v)) return collect(u, c, out);
-      }
-      for (int c : s_[size_t(u)].children) {
-        if (s_[size_t(c)].key < 0 && best(c, v) == best(u, v)) return collect(c, v, out);
-      }
-      return;
-    }
-    const TreeNode& a = s_[size_t(u)];
-    const TreeNode& b = d_[size_t(v)];
-    if (score(u, v) <= 0) return;
-    if (a.key >= 0 && b.key >= 0) {
-      out[size_t(b.key)] = a.key;
-      return;
-    }
-    std::vector<double> table;
-    align(u, v, table);
-    const size_t n = b.children.size();
-    size_t i = a.children.size(), j = n;
-    while (i > 0 && j > 0) {
-      const double here = table[i * (n + 1) + j];
-      if (here == table[(i - 1) * (n + 1) + j]) {
-        --i;
-      } else if (here == table[i * (n + 1) + j - 1]) {
-        --j;
-      } else {
-        collect(a.children[i - 1], b.children[j - 1], out);
-        --i, --j;
+    float* out = &score_[(size_t(cu) * d_.classes.size() + size_t(cv)) * 2];
+    out[0] = float(other);
+    out[1] = float(same);
+    if (!embedding_ || a.leaf || b.leaf) return;
+    // Best below, per entry pair: skip a module level on either side. Every entry pair it reads
+    // has a child class on one side, computed earlier.
+    for (int eu : s_.entries_of_class[size_t(cu)]) {
+      for (int ev : d_.entries_of_class[size_t(cv)]) {
+        float e = score_of_entries(eu, ev);
+        for (int c : b.children) {
+          if (d_.is_module(c)) e = std::max(e, best_[size_t(eu) * d_.entries.size() + size_t(c)]);
+        }
+        for (int c : a.children) {
+          if (s_.is_module(c)) e = std::max(e, best_[size_t(c) * d_.entries.size() + size_t(ev)]);
+        }
+        best_[size_t(eu) * d_.entries.size() + size_t(ev)] = e;
       }
     }
   }
 
-  const std::vector<KeyInfo>& src_;
-  const std::vector<KeyInfo>& dst_;
-  std::vector<TreeNode> s_, d_;
+  // The first pair of module nodes (source index, then destination index) with the highest
+  // score: a lone tensor pair is no common subtree. Scores depend on entries only, so the
+  // highest is found over entry pairs and then located among the nodes.
+  std::pair<int, int> best_module_pair() const {
+    std::vector<float> row(s_.entries.size(), -1);  // per source entry: its best over all of DST
+    float top = -1;
+    for (size_t eu = 0; eu < s_.entries.size(); ++eu) {
+      if (!s_.is_module(int(eu))) continue;
+      for (size_t ev = 0; ev < d_.entries.size(); ++ev) {
+        if (d_.is_module(int(ev))) row[eu] = std::max(row[eu], score_of_entries(int(eu), int(ev)));
+      }
+      top = std::max(top, row[eu]);
+    }
+    for (size_t u = 0; u < s_.nodes.size(); ++u) {
+      if (s_.nodes[u].key >= 0 || row[size_t(s_.nodes[u].entry)] != top) continue;
+      for (size_t v = 0; v < d_.nodes.size(); ++v) {
+        if (d_.nodes[v].key < 0 && node_score(int(u), int(v)) == top) return {int(u), int(v)};
+      }
+    }
+    return {0, 0};
+  }
+
+  const KeyTree& s_;
+  const KeyTree& d_;
   bool embedding_;
-  std::vector<float> score_, best_;  // per (source node, destination node); float halves the table
+  std::vector<float> score_;  // per class pair: names differ, names equal; float halves the table
+  std::vector<float> best_;   // embedding: per entry pair of two modules, the best below
   std::vector<double> table_;
 };
 
+std::string Aligner::path_hint(const KeyTree& t, int n) {
+  return n == 0 ? std::string("(root)") : "'" + std::string(t.nodes[size_t(n)].text) + "'";
+}
+
+void Aligner::collect(int u, int v, std::vector<int>& out) const {
+  if (embedding_ && node_best(u, v) > node_score(u, v)) {
+    // The best lies below: follow it.
+    for (int c : d_.nodes[size_t(v)].children) {
+      if (d_.nodes[size_t(c)].key < 0 && node_best(u, c) == node_best(u, v)) return collect(u, c, out);
+    }
+    for (int c : s_.nodes[size_t(u)].children) {
+      if (s_.nodes[size_t(c)].key < 0 && node_best(c, v) == node_best(u, v)) return collect(c, v, out);
+    }
+    return;
+  }
+  const KeyTree::Node& a = s_.nodes[size_t(u)];
+  const KeyTree::Node& b = d_.nodes[size_t(v)];
+  if (node_score(u, v) <= 0) return;
+  if (a.key >= 0 && b.key >= 0) {
+    out[size_t(b.key)] = a.key;
+    return;
+  }
+  // A class's children are its nodes' children, in the same order.
+  std::vector<double> table;
+  align(a.cls, b.cls, table);
+  const size_t n = b.children.size();
+  size_t i = a.children.size(), j = n;
+  while (i > 0 && j > 0) {
+    const double here = table[i * (n + 1) + j];
+    if (here == table[(i - 1) * (n + 1) + j]) {
+      --i;
+    } else if (here == table[i * (n + 1) + j - 1]) {
+      --j;
+    } else {
+      collect(a.children[i - 1], b.children[j - 1], out);
+      --i, --j;
+    }
+  }
+}
+
 }  // namespace
 
-std::optional<std::vector<int>> tree_assignment(const std::vector<KeyInfo>& src, const std::vector<KeyInfo>& dst,
+std::optional<std::vector<int>> tree_assignment(const std::vector<KeyInfo>& src,
+                                                const std::vector<KeyInfo>& dst,
                                                 const std::vector<std::string>& src_names, bool embedding,
                                                 std::string& reason) {
-  // The pair table must stay small: count the real nodes first (building a tree is cheap).
-  std::vector<std::string> dst_names;
-  for (const KeyInfo& k : dst) dst_names.push_back(k.key);
-  const size_t s_nodes = build(src_names).size(), d_nodes = build(dst_names).size();
-  if (s_nodes * d_nodes > kMaxPairs) {
-    reason = "trees too large for the tree strategies (" + std::to_string(s_nodes) + " x " +
-             std::to_string(d_nodes) + " node pairs > " + std::to_string(kMaxPairs) + ")";
+  KeyInterner interner;
+  std::vector<std::string_view> s_names(src_names.begin(), src_names.end()), d_names;
+  for (const KeyInfo& k : dst) d_names.push_back(k.key);
+  const KeyTree s = build_key_tree(s_names, src, interner);
+  const KeyTree d = build_key_tree(d_names, dst, interner);
+  // Tables and work stay bounded. Each measure is at most (source nodes x destination nodes),
+  // so every input within the former per-node-pair cap is still accepted.
+  const auto too_large = [&](const char* what, size_t x, size_t y) {
+    if (x == 0 || y == 0 || x <= kMaxPairs / y) return false;
+    reason = "trees too large for the tree strategies (" + std::to_string(x) + " x " + std::to_string(y) +
+             " " + what + " > " + std::to_string(kMaxPairs) + ")";
+    return true;
+  };
+  if (too_large("distinct subtree pairs", s.classes.size(), d.classes.size()) ||
+      too_large("distinct (name, subtree) pairs", s.entries.size(), d.entries.size()) ||
+      too_large("child alignment steps", s.child_links, d.child_links) ||
+      (embedding && (too_large("skip steps", s.entries.size(), d.module_links) ||
+                     too_large("skip steps", s.module_links, d.entries.size())))) {
     return std::nullopt;
   }
-  Aligner aligner(src, dst, src_names, embedding);
-  return aligner.assignment(reason);
+  Aligner aligner(s, d, embedding);
+  std::vector<int> a(dst.size(), -1);
+  aligner.assignment(a, reason);
+  return a;
 }
 
 }  // namespace ptpack::match
