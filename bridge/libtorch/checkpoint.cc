@@ -199,6 +199,8 @@ std::optional<Progress> CheckpointManager::resume() {
       const Node* optimizer = tree::find(t.root, "optimizer_state");
       if (optimizer_ && !optimizer) bad("torch.not-a-checkpoint", "the file has no 'optimizer_state'");
       const Node* scheduler = tree::find(t.root, "scheduler_state");
+      const std::optional<unsigned> scheduler_steps =
+          scheduler_ && scheduler ? std::optional(scheduler_step_count(*scheduler)) : std::nullopt;
       const Node* rng = tree::find(t.root, "rng_state");
       at::Tensor rng_state;
       if (rng) {
@@ -210,7 +212,7 @@ std::optional<Progress> CheckpointManager::resume() {
       }
       // The optimizer restores all-or-nothing on its own; the rest cannot fail once checked.
       if (optimizer_) load_optimizer_state(*optimizer_, *optimizer, tensor);
-      if (scheduler_ && scheduler) load_scheduler_state(*scheduler_, *scheduler);
+      if (scheduler_steps) set_scheduler_step_count(*scheduler_, *scheduler_steps);
       apply_load(a, model);
       if (rng_state.defined()) set_cpu_rng_state(rng_state);
       return progress;

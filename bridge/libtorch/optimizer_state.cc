@@ -253,7 +253,7 @@ Node scheduler_state_tree(::torch::optim::LRScheduler& scheduler) {
   return n;
 }
 
-void load_scheduler_state(::torch::optim::LRScheduler& scheduler, const Node& state) {
+unsigned scheduler_step_count(const Node& state) {
   int64_t steps;
   if (const Node* last = tree::find(state, "last_epoch")) {
     steps = tree::whole(*last, "scheduler last_epoch");
@@ -261,7 +261,15 @@ void load_scheduler_state(::torch::optim::LRScheduler& scheduler, const Node& st
     steps = tree::whole(require(state, "_step_count", "the scheduler state"), "scheduler _step_count") - 1;
   }
   if (steps < 0 || steps > int64_t(UINT32_MAX)) fail("scheduler step count " + std::to_string(steps) + " is out of range");
-  scheduler.*StepCountAccess::member = unsigned(steps);
+  return unsigned(steps);
+}
+
+void set_scheduler_step_count(::torch::optim::LRScheduler& scheduler, unsigned steps) {
+  scheduler.*StepCountAccess::member = steps;
+}
+
+void load_scheduler_state(::torch::optim::LRScheduler& scheduler, const Node& state) {
+  set_scheduler_step_count(scheduler, scheduler_step_count(state));
 }
 
 }  // namespace ptpack::libtorch

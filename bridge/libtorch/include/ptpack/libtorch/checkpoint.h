@@ -4,7 +4,9 @@
 // if it had never stopped: the model's state dict, the optimizer's state (Python's layout,
 // ptpack/libtorch/optimizer_state.h), the LR scheduler's position, epoch and step, the CPU random
 // generator's state (torch.get_rng_state()'s bytes) and the caller's metrics. Each file is a
-// torch.save zip that Python reads with torch.load(weights_only=True):
+// torch.save zip that Python reads with torch.load (with weights_only=True from torch 2.0: torch
+// 1.13's weights_only unpickler has no opcode for floats such as the learning rate, and refuses
+// Python's own optimizer checkpoints the same way):
 //   {"ptpack_checkpoint": 1, "epoch": E, "step": S, "metrics": {...}, "model_state": ...,
 //    "optimizer_state": ..., "scheduler_state": ..., "rng_state": uint8 tensor}
 // so a checkpoint written by Python in that layout (the lecture notes' "model_state" /

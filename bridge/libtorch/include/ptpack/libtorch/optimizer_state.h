@@ -36,5 +36,9 @@ void load_optimizer_state(::torch::optim::Optimizer& optimizer, const Node& stat
 // {"last_epoch": n, "_step_count": n + 1}; restored from either key.
 Node scheduler_state_tree(::torch::optim::LRScheduler& scheduler);
 void load_scheduler_state(::torch::optim::LRScheduler& scheduler, const Node& state);
+// The two halves of load_scheduler_state: reading (throws Error(kInvalidArgument) for a missing
+// or out-of-range count) and setting (cannot fail).
+unsigned scheduler_step_count(const Node& state);
+void set_scheduler_step_count(::torch::optim::LRScheduler& scheduler, unsigned steps);
 
 }  // namespace ptpack::libtorch
