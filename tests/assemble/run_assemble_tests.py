@@ -52,56 +52,27 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 import zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 INTEROP = os.path.join(os.path.dirname(HERE), "interop")
 sys.path.insert(0, INTEROP)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "pylib"))
 
 import torch  # noqa: E402
 import torch.package  # noqa: E402
 from torch import nn  # noqa: E402
 
 import safetensors_writer  # noqa: E402  (tests/interop: an independent Python writer)
+import suite  # noqa: E402  (tests/pylib: the shared harness)
+from suite import Failure, check, fresh_dir, note, path, test  # noqa: E402
 
 SANITIZED = os.environ.get("PTPACK_SANITIZED") == "1"
-TESTS = []
-
-
-def test(fn):
-    TESTS.append(fn)
-    return fn
-
-
-class Failure(AssertionError):
-    pass
-
-
-def check(cond, message):
-    if not cond:
-        raise Failure(message)
-
-
-def note(message):
-    print(f"    {message}", file=sys.stderr)
 
 
 class Env:
     ptpack = None
-    work = None
     models = None  # the asm_models module (written under WORK, interned in the packages)
-
-
-def path(*parts):
-    return os.path.join(Env.work, *parts)
-
-
-def fresh_dir(name):
-    d = path(name)
-    shutil.rmtree(d, ignore_errors=True)
-    os.makedirs(d)
-    return d
 
 
 # ---------------------------------------------------------------- the models
@@ -1536,29 +1507,10 @@ def main():
     parser.add_argument("-k", default="")
     args = parser.parse_args()
     Env.ptpack = os.path.abspath(args.ptpack)
-    Env.work = os.path.abspath(args.work)
-    os.makedirs(Env.work, exist_ok=True)
+    suite.set_work(args.work)
     load_models()
     torch.set_num_threads(1)  # forward passes bit for bit: the same kernels on both sides
-    failed = []
-    started = time.monotonic()
-    for fn in TESTS:
-        if args.k not in fn.__name__:
-            continue
-        t0 = time.monotonic()
-        try:
-            fn()
-            status = "ok"
-        except Exception as e:  # noqa: BLE001 - report every failure, keep going
-            failed.append(fn.__name__)
-            status = "FAIL"
-            if not isinstance(e, Failure):
-                traceback.print_exc()
-            print(f"    {e}", file=sys.stderr)
-        print(f"{status:4} {fn.__name__} ({time.monotonic() - t0:.1f} s)", file=sys.stderr)
-    print(f"{len(failed)} failed: {failed}" if failed else
-          f"all passed ({time.monotonic() - started:.0f} s)", file=sys.stderr)
-    return 1 if failed else 0
+    return suite.run(args.k)
 
 
 if __name__ == "__main__":

@@ -52,54 +52,25 @@ import sys
 import threading
 import time
 import zipfile
-import traceback
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pylib"))
 from small_cnn import SmallCnn  # noqa: E402
+import suite  # noqa: E402  (tests/pylib: the shared harness)
+from suite import check, fresh_dir, note, path, test  # noqa: E402
 
-TESTS = []
 NO_DROPOUT = json.dumps({"dropout": 0.0})
 BATCH = 32  # torch_check.cc's `train`
-
-
-def test(fn):
-    TESTS.append(fn)
-    return fn
-
-
-class Failure(AssertionError):
-    pass
-
-
-def check(cond, message):
-    if not cond:
-        raise Failure(message)
 
 
 class Env:
     check = None
     train_resume = None
     ptpack = None
-    work = None
-
-
-def path(*parts):
-    return os.path.join(Env.work, *parts)
-
-
-def fresh_dir(name):
-    d = path(name)
-    shutil.rmtree(d, ignore_errors=True)
-    os.makedirs(d)
-    return d
-
-
-def note(text):
-    print(f"    {text}", file=sys.stderr)
 
 
 # ---------------------------------------------------------------- running the programs
@@ -540,7 +511,7 @@ def kill_loop(d, reference_lines, timing, rng, env=None):
     stats = {"killed": 0, "finished early": 0, "killed after progress": 0, "hidden temporaries seen": 0}
     printed = {}
     argv = [Env.train_resume, "--dir", d, "--epochs", str(EPOCHS), "--seed", str(SEED)]
-    out_file = os.path.join(Env.work, os.path.basename(d) + ".stdout")
+    out_file = path(os.path.basename(d) + ".stdout")
     for attempt in range(KILLS + 1):
         before = sorted(glob.glob(os.path.join(d, "checkpoint-*.pt")))
         done = max((int(os.path.basename(f)[11:23]) for f in before), default=0) // STEPS_PER_EPOCH
@@ -697,31 +668,11 @@ def main():
     Env.check = os.path.abspath(args.check)
     Env.train_resume = os.path.abspath(args.train_resume)
     Env.ptpack = os.path.abspath(args.ptpack)
-    Env.work = os.path.abspath(args.work)
-    os.makedirs(Env.work, exist_ok=True)
+    suite.set_work(args.work)
     # One thread, as torch_check's `train` and train_resume: the same reductions in the same order.
     torch.set_num_threads(1)
-    start = time.monotonic()
-    failed = []
-    for fn in TESTS:
-        if args.k not in fn.__name__:
-            continue
-        t0 = time.monotonic()
-        try:
-            fn()
-            print(f"ok   {fn.__name__} ({time.monotonic() - t0:.1f} s)", file=sys.stderr)
-        except Exception:  # noqa: BLE001  (report every failure, then exit 1)
-            failed.append(fn.__name__)
-            print(f"FAIL {fn.__name__} ({time.monotonic() - t0:.1f} s)\n{traceback.format_exc()}", file=sys.stderr)
-    print(f"{time.monotonic() - start:.1f} s", file=sys.stderr)
-    if failed:
-        print(f"{len(failed)} failed: {failed}", file=sys.stderr)
-        sys.exit(1)
     # Outputs are kept only when something failed (to look at).
-    for name in os.listdir(Env.work):
-        p = path(name)
-        shutil.rmtree(p) if os.path.isdir(p) else os.unlink(p)
-    print("all passed", file=sys.stderr)
+    sys.exit(suite.run(args.k, full_tracebacks=True, total="line", cleanup=True))
 
 
 if __name__ == "__main__":

@@ -41,13 +41,13 @@ import signal
 import subprocess
 import sys
 import time
-import traceback
 import zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 INTEROP = os.path.join(os.path.dirname(HERE), "interop")
 sys.path.insert(0, HERE)
 sys.path.insert(0, INTEROP)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "pylib"))
 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
@@ -56,43 +56,18 @@ import expected as E  # noqa: E402  (tests/interop)
 import interop_models  # noqa: E402
 import safetensors_spec as S  # noqa: E402
 import safetensors_writer  # noqa: E402  (tests/interop: an independent Python writer)
+import suite  # noqa: E402  (tests/pylib: the shared harness)
+from suite import Failure, check, fresh_dir, path, test  # noqa: E402
 import torch_compare as C  # noqa: E402
 
 SANITIZED = os.environ.get("PTPACK_SANITIZED") == "1"
-TESTS = []
-
-
-def test(fn):
-    TESTS.append(fn)
-    return fn
-
-
-class Failure(AssertionError):
-    pass
-
-
-def check(cond, message):
-    if not cond:
-        raise Failure(message)
 
 
 class Env:
     ptpack = None
-    work = None
     gen = None
     slow = False
     manifest = None
-
-
-def path(*parts):
-    return os.path.join(Env.work, *parts)
-
-
-def fresh_dir(name):
-    d = path(name)
-    shutil.rmtree(d, ignore_errors=True)
-    os.makedirs(d)
-    return d
 
 
 # ---------------------------------------------------------------- running ptpack
@@ -1154,29 +1129,10 @@ def main():
     parser.add_argument("-k", default="")
     args = parser.parse_args()
     Env.ptpack = os.path.abspath(args.ptpack)
-    Env.work = os.path.abspath(args.work)
+    suite.set_work(args.work)
     Env.slow = args.slow or os.environ.get("PTPACK_SLOW") == "1"
-    os.makedirs(Env.work, exist_ok=True)
     generate_interop(Env.slow)
-    failed = []
-    started = time.monotonic()
-    for fn in TESTS:
-        if args.k not in fn.__name__:
-            continue
-        t0 = time.monotonic()
-        try:
-            fn()
-            status = "ok"
-        except Exception as e:  # noqa: BLE001 - report every failure, keep going
-            failed.append(fn.__name__)
-            status = "FAIL"
-            if not isinstance(e, Failure):
-                traceback.print_exc()
-            print(f"    {e}", file=sys.stderr)
-        print(f"{status:4} {fn.__name__} ({time.monotonic() - t0:.1f} s)", file=sys.stderr)
-    print(f"{len(failed)} failed: {failed}" if failed else
-          f"all passed ({time.monotonic() - started:.0f} s)", file=sys.stderr)
-    return 1 if failed else 0
+    return suite.run(args.k)
 
 
 if __name__ == "__main__":

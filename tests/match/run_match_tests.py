@@ -25,11 +25,9 @@ import argparse
 import itertools
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
-import traceback
 
 import torch
 import torchvision
@@ -38,31 +36,15 @@ from torchvision.models.detection import backbone_utils
 from torchvision.models.detection.faster_rcnn import FasterRCNN
 from torchvision.ops import misc
 
-TESTS = []
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pylib"))
+import suite  # noqa: E402  (tests/pylib: the shared harness)
+from suite import check, path, test  # noqa: E402
+
 SANITIZED = os.environ.get("PTPACK_SANITIZED") == "1"
-
-
-def test(fn):
-    TESTS.append(fn)
-    return fn
-
-
-class Failure(AssertionError):
-    pass
-
-
-def check(cond, message):
-    if not cond:
-        raise Failure(message)
 
 
 class Env:
     ptpack = None
-    work = None
-
-
-def path(*parts):
-    return os.path.join(Env.work, *parts)
 
 
 def ptpack(*args, expect=0):
@@ -305,31 +287,12 @@ def main():
     parser.add_argument("-k", default="")
     args = parser.parse_args()
     Env.ptpack = os.path.abspath(args.ptpack)
-    Env.work = os.path.abspath(args.work)
-    os.makedirs(Env.work, exist_ok=True)
+    suite.set_work(args.work)
     t0 = time.monotonic()
     generate()
     print(f"models: {time.monotonic() - t0:.1f} s", file=sys.stderr)
-    failed = []
-    for fn in TESTS:
-        if args.k not in fn.__name__:
-            continue
-        t0 = time.monotonic()
-        try:
-            fn()
-            print(f"ok   {fn.__name__} ({time.monotonic() - t0:.1f} s)", file=sys.stderr)
-        except Exception:  # noqa: BLE001  (report every failure, then exit 1)
-            failed.append(fn.__name__)
-            print(f"FAIL {fn.__name__} ({time.monotonic() - t0:.1f} s)\n{traceback.format_exc()}", file=sys.stderr)
-    if failed:
-        print(f"{len(failed)} failed: {failed}", file=sys.stderr)
-        sys.exit(1)
     # Outputs are kept only when something failed (to look at); the cached models stay.
-    for name in os.listdir(Env.work):
-        if name != "models":
-            p = path(name)
-            shutil.rmtree(p) if os.path.isdir(p) else os.unlink(p)
-    print("all passed", file=sys.stderr)
+    sys.exit(suite.run(args.k, full_tracebacks=True, total=None, cleanup=True, keep={"models"}))
 
 
 if __name__ == "__main__":
