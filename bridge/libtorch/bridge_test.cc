@@ -414,3 +414,26 @@ TEST(Checkpoints, MalformedNewerCheckpointsAreSkippedForTheLastGoodOne) {
   EXPECT_NE(r.skipped()[1].find("torch.rng-state"), std::string::npos) << r.skipped()[1];
   EXPECT_TRUE(same_state(*model, *fresh));
 }
+
+TEST(StateDict, ShareMappingLeavesWeightsInTheFileMappingAndTrainingStillWorks) {
+  const std::string dir = temp_dir("share");
+  ::torch::manual_seed(8);
+  examples::SmallCnn a, b;
+  pt::save_state_dict(*a, dir + "/a.pt");
+  pt::LoadOptions o;
+  o.share_mapping = true;
+  const pt::LoadReport r = pt::load_state_dict(*b, dir + "/a.pt", o);
+  EXPECT_EQ(r.shared, r.loaded);
+  EXPECT_TRUE(same_state(*a, *b));
+  // The parameter objects are the module's own (an optimizer built before still sees them).
+  ::torch::optim::SGD sgd(b->parameters(), ::torch::optim::SGDOptions(0.1));
+  b->eval();
+  sgd.zero_grad();
+  b->forward(::torch::ones({1, 1, 16, 16})).sum().backward();
+  sgd.step();
+  EXPECT_FALSE(a->conv1->weight.equal(b->conv1->weight));
+  // Writes stayed in the process: the file still holds a's weights.
+  examples::SmallCnn c;
+  pt::load_state_dict(*c, dir + "/a.pt");
+  EXPECT_TRUE(same_state(*a, *c));
+}

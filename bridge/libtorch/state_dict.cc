@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <optional>
 #include <set>
 #include <unordered_map>
 
@@ -120,6 +121,7 @@ std::vector<KeyInfo> module_keys(::torch::nn::Module& module) {
 PreparedLoad prepare_load(::torch::nn::Module& module, const Artifact& artifact, const StateDictKeys& found,
                           const LoadOptions& options) {
   PreparedLoad load;
+  load.share_mapping = options.share_mapping;
   LoadReport& report = load.report;
   report.file = artifact.path;
   report.keys_from = found.from;
@@ -158,7 +160,23 @@ PreparedLoad prepare_load(::torch::nn::Module& module, const Artifact& artifact,
 
 void apply_load(const Artifact& artifact, PreparedLoad& load) {
   ::torch::NoGradGuard no_grad;
+  std::optional<TorchTensors> mapped;
+  if (load.share_mapping) mapped.emplace(artifact);
   for (size_t i = 0; i < load.copies.size(); ++i) {
+    if (mapped && !load.partial[i]) {
+      const size_t index = load.copies[i].first;
+      at::Tensor& target = load.copies[i].second;
+      if (target.device().is_cpu() && scalar_type_of(artifact.tensors[index].dtype) == target.scalar_type()) {
+        at::Tensor source = mapped->tensor(index);
+        if (mapped->zero_copy(index)) {
+          target.set_(source);  // the module's own tensor object, now over the mapping
+          ++load.report.loaded;
+          ++load.report.zero_copy;
+          ++load.report.shared;
+          continue;
+        }
+      }
+    }
     const TensorSourceView view(artifact, artifact.tensors[load.copies[i].first]);
     at::Tensor& target = load.copies[i].second;
     if (load.partial[i]) {

@@ -30,6 +30,14 @@ struct LoadOptions {
   std::optional<std::string> select;  // path of the state dict in the file ("model_state")
   bool strict = true;
   MatchOptions match;                 // partial mode: association, renames, mangle
+  // Point the module's CPU tensors at the file's private copy-on-write mapping instead of copying
+  // into them (Python's torch.load(mmap=True) + load_state_dict(assign=True)): no copy and no
+  // memory of the module's own, pages are read from the page cache on first use, and writes (a
+  // training step) copy the pages they touch. Only for tensors loaded whole, of the module's
+  // dtype, from a storage stored uncompressed and little-endian; the others are copied. The file
+  // must not be truncated or rewritten in place while the module uses it (renaming a new file over
+  // it, as OutputFile does, is safe). Views taken of a parameter before the load keep the old memory.
+  bool share_mapping = false;
 };
 
 struct LoadReport {
@@ -38,6 +46,7 @@ struct LoadReport {
   MatchReport match;       // strict mode: every pair full; the strategy is "exact"
   size_t loaded = 0;       // tensors written into the module (full + partial)
   size_t zero_copy = 0;    // of those, read straight from the file's mapping
+  size_t shared = 0;       // of those, left in the file's mapping (share_mapping)
   std::vector<std::string> cuda_tags;  // device tags other than "cpu" that were mapped away
 
   std::string text() const;  // the report as `ptpack match` prints it (collapsed key ranges)
@@ -59,6 +68,7 @@ LoadReport load_state_dict(::torch::nn::Module& module, const std::string& path,
 // checkpoint manager): prepare_load() runs every check and changes nothing; apply_load() copies.
 struct PreparedLoad {
   LoadReport report;
+  bool share_mapping = false;
   std::vector<std::pair<size_t, at::Tensor>> copies;  // artifact tensor -> module tensor
   std::vector<bool> partial;                           // per copy: copy the leading corner only
 };
