@@ -475,7 +475,7 @@ def models_load_by_name():
 
 # ---------------------------------------------------------------- 6: train_resume crash safety
 
-EPOCHS, SEED, KILLS = 12, 61, 20
+EPOCHS, SEED, KILLS = 16, 61, 20
 STEPS_PER_EPOCH = 2048 // 64  # train_resume.cc's kSamples / kBatch
 
 
@@ -502,38 +502,41 @@ def load_bitwise_equal(got_file, want_file, what):
 
 
 def kill_loop(d, reference_lines, timing, rng, env=None):
-    """Runs train_resume in D, SIGKILLed after a random delay, KILLS times, then once more to
-    completion (it must exit 0). Each delay is uniform from half the start-up to the span the run
-    would need (start-up plus the epochs its newest checkpoint leaves, plus final.pt), so kills
-    land late in start-up, in epochs, in checkpoint saves and in final.pt. Checks every run's leftovers and loss lines and
-    returns counts for the report."""
+    """Runs train_resume in D until KILLS runs were SIGKILLed at random moments (at most 3 x KILLS
+    runs), then once more to completion (it must exit 0). While epochs remain, runs alternate:
+    killed at a random moment from late start-up into the first epoch, or once they have printed
+    an epoch's line, within the epoch that follows (inside training, the checkpoint save, or
+    final.pt), so each killed run advances at most an epoch or two and the kills spread over the
+    whole training; once training is done, during start-up or final.pt. Checks every run's
+    leftovers and loss lines and returns counts for the report."""
     startup, per_epoch = timing
     stats = {"killed": 0, "finished early": 0, "killed after progress": 0, "hidden temporaries seen": 0}
     printed = {}
     argv = [Env.train_resume, "--dir", d, "--epochs", str(EPOCHS), "--seed", str(SEED)]
     out_file = path(os.path.basename(d) + ".stdout")
-    for attempt in range(KILLS + 1):
+    attempt = 0
+    while True:
+        last = stats["killed"] >= KILLS or attempt >= 3 * KILLS
         before = sorted(glob.glob(os.path.join(d, "checkpoint-*.pt")))
         done = max((int(os.path.basename(f)[11:23]) for f in before), default=0) // STEPS_PER_EPOCH
-        span = startup + (EPOCHS - done) * per_epoch + 0.1
         with open(out_file, "w") as out:
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL, env=env)
-            if attempt < KILLS:
-                if attempt % 2 and done < EPOCHS:
-                    # Half the kills come once this run has finished an epoch (start-up under a
-                    # parallel loop is slow and unpredictable): inside the next epoch, its
-                    # checkpoint save, or final.pt.
+            if not last:
+                if done < EPOCHS and attempt % 2:
                     while proc.poll() is None and os.path.getsize(out_file) == 0:
                         time.sleep(0.01)
-                    time.sleep(rng.uniform(0, 1.5 * per_epoch))
+                    time.sleep(rng.uniform(0, per_epoch))
+                elif done < EPOCHS:
+                    time.sleep(rng.uniform(0.5 * startup, startup + per_epoch))
                 else:
-                    time.sleep(rng.uniform(0.5 * startup, span))
+                    time.sleep(rng.uniform(0.5 * startup, startup + 0.1))
                 proc.send_signal(signal.SIGKILL)
             rc = proc.wait()
+        attempt += 1
         with open(out_file) as f:
             for e, lines in loss_lines(f.read()).items():
                 printed.setdefault(e, []).extend(lines)
-        if attempt == KILLS:
+        if last:
             check(rc == 0, f"the final run in {d} exited {rc}")
         elif rc == -signal.SIGKILL:
             stats["killed"] += 1
@@ -549,6 +552,8 @@ def kill_loop(d, reference_lines, timing, rng, env=None):
             check(name == "final.pt" or (name.startswith("checkpoint-") and name.endswith(".pt")) or hidden,
                   f"stray file {name} in {d} after a run that exited {rc}")
             stats["hidden temporaries seen"] += hidden
+        if last:
+            break
     os.unlink(out_file)
     for e, lines in printed.items():
         for line in lines:
@@ -616,7 +621,7 @@ def train_resume_survives_sigkill():
         note(f"{label}: {r['killed']} runs killed ({r['killed after progress']} after saving a checkpoint), "
              f"{r['finished early']} finished before their kill, {r['hidden temporaries seen']} hidden temporaries "
              f"seen between runs, {r['loss lines']} loss lines, all equal to the uninterrupted run's")
-        check(r["killed"] >= KILLS // 2, f"{label}: only {r['killed']} of {KILLS} runs were killed; the test proved little")
+        check(r["killed"] == KILLS, f"{label}: {r['killed']} runs were killed, not {KILLS}")
         check(r["killed after progress"] >= KILLS // 4, f"{label}: only {r['killed after progress']} runs were killed after they made progress")
 
     # a truncated newest checkpoint is skipped: training resumes from the one before
