@@ -97,8 +97,10 @@ nlohmann::json parse_json(const std::string& text, const std::string& what, cons
 
 }  // namespace
 
-Model read_model_header(const std::string& path) {
-  const Artifact artifact = open_artifact(path);
+namespace {
+
+// The header of an opened model file (read_model_header and load_model share one open).
+Model header_of(const Artifact& artifact, const std::string& path) {
   const Tree t = build_tree(artifact);
   const Node* header = tree::find(t.root, "ptpack_model");
   if (!header || header->kind != Node::Kind::kDict) {
@@ -124,8 +126,13 @@ Model read_model_header(const std::string& path) {
   }
 }
 
+}  // namespace
+
+Model read_model_header(const std::string& path) { return header_of(open_artifact(path), path); }
+
 Model load_model(const std::string& path, const ModelRegistry& registry) {
-  Model header = read_model_header(path);
+  const Artifact artifact = open_artifact(path);
+  Model header = header_of(artifact, path);
   Model model;
   try {
     model = registry.create(header.name, header.hparams);
@@ -136,7 +143,8 @@ Model load_model(const std::string& path, const ModelRegistry& registry) {
   model.metadata = std::move(header.metadata);
   LoadOptions options;
   options.select = "state_dict";
-  load_state_dict(*model.module, path, options);
+  PreparedLoad load = prepare_load(*model.module, artifact, find_state_dict(artifact, options.select, "state_dict"), options);
+  apply_load(artifact, load);
   return model;
 }
 
